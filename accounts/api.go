@@ -54,3 +54,36 @@ func (d *Directory) CanSendAs(user, from string) bool { panic("skeleton") }
 
 // Reload rereads both files now (SIGHUP).
 func (d *Directory) Reload() error { panic("skeleton") }
+
+// Alias is one line of the aliases file.
+type Alias struct {
+	Address string
+	Targets []string
+}
+
+// The editing functions below are what the CLI calls. Each rewrites the file
+// atomically (tmp, fsync, rename) under a lock file, so concurrent edits lose
+// nothing; a running server picks the change up on its own.
+
+// AddUser adds addr with a new {ARGON2ID} hash of password. ErrUserExists, ErrBadAddress.
+func AddUser(dataDir, addr, password string) error { panic("skeleton") }
+
+// SetPassword replaces the hash of an existing user. ErrNoSuchUser.
+func SetPassword(dataDir, addr, password string) error { panic("skeleton") }
+
+// DeleteUser removes a user (their mail stays on disk). ErrNoSuchUser.
+func DeleteUser(dataDir, addr string) error { panic("skeleton") }
+
+// ListUsers returns the user addresses, sorted.
+func ListUsers(dataDir string) ([]string, error) { panic("skeleton") }
+
+// AddAlias adds or extends addr with targets (local users or outside
+// addresses). remoteAllowed says whether outside targets are accepted (they
+// need the outbound queue).
+func AddAlias(dataDir, addr string, targets []string, remoteAllowed bool) error { panic("skeleton") }
+
+// DeleteAlias removes an alias. ErrNoSuchUser when there is none.
+func DeleteAlias(dataDir, addr string) error { panic("skeleton") }
+
+// ListAliases returns the aliases, sorted by address.
+func ListAliases(dataDir string) ([]Alias, error) { panic("skeleton") }
