@@ -1,6 +1,8 @@
 module github.com/postyard-mail/postyard
 
-go 1.26
+go 1.26.0
+
+require github.com/miekg/dns v1.1.73
 
 require (
 	github.com/emersion/go-imap/v2 v2.0.0-beta.8 // indirect
@@ -10,7 +12,6 @@ require (
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
 	github.com/emersion/go-smtp v0.25.1 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
-	github.com/miekg/dns v1.1.73 // indirect
 	github.com/pelletier/go-toml/v2 v2.4.3 // indirect
 	github.com/spf13/cobra v1.10.2 // indirect
 	github.com/spf13/pflag v1.0.9 // indirect
