@@ -3,15 +3,46 @@
 // dovecot-keywords and subscriptions files, so Dovecot and Postyard can share
 // or swap a tree without clients re-downloading anything.
 //
-// SKELETON: the signatures in this file are the contract the front ends
-// (smtp/delivery, imap, pop3) code against. The bodies are being written; the
-// signatures change only together with their callers.
+// This file holds the types the front ends (smtp/delivery, imap, pop3) code
+// against; the methods live next to their helpers: store.go (Store, User,
+// folders, subscriptions, DeliverMany), mailbox.go (index, Snapshot, Status,
+// Open), ops.go (Deliver, Append, StoreFlags, Expunge, CopyTo, MoveTo),
+// notify.go (Watch, change detection), names.go (mailbox names).
+//
+// On disk (Dovecot-compatible, so either server can run on a tree):
+//
+//	ROOT/DOMAIN/LOCALPART/            INBOX: cur/ new/ tmp/
+//	  dovecot-uidlist                 v3: "3 V<uidvalidity> N<nextuid> G<guid>", then "UID [W<vsize>] :BASE"
+//	  dovecot-keywords                "N name": keyword N is letter 'a'+N in file names
+//	  postyard-modseq                 HIGHESTMODSEQ reservation (ours; Dovecot ignores it)
+//	  subscriptions                   Dovecot v2: "V\t2", "", then names, levels TAB-separated, mUTF-7
+//	  .Sent/ .Lists.Go/ ...           Maildir++ folders, each with maildirfolder and its own files
+//
+// Message files are named TIME.UNIQUE,S=SIZE,W=VSIZE:2,FLAGS (flags in ASCII
+// order: D F P R S T system flags, a-z keywords). Flags live only in file
+// names, so a flag change is one rename; dovecot-uidlist only grows (one
+// appended line per new message) and is rewritten only to drop many expunged
+// records, as Dovecot does.
+//
+// Implementation notes:
+//   - One in-memory index per mailbox per process, shared by all sessions;
+//     Snapshot returns a cached immutable value rebuilt after a change.
+//   - Deliveries to one mailbox are group-committed: each writes and fsyncs
+//     its own file in tmp/, then one of them renames the whole batch into new/,
+//     fsyncs the directory once and appends all uidlist records with one fsync.
+//   - Changes by other programs are seen through inotify (our own renames are
+//     registered beforehand and ignored); without inotify, by directory mtimes.
+//   - MODSEQ: HIGHESTMODSEQ survives restarts through postyard-modseq (reserved
+//     1024 at a time); per-message MODSEQs live in memory only, so after a
+//     restart (or an idle unload) every message carries the persisted value.
+//   - Durability: deliveries, appends, copies and moves are fsynced before
+//     they return; flag changes and expunges are renames and unlinks that a
+//     process crash cannot undo but a power loss may (Dovecot's
+//     mail_fsync=optimized makes the same trade).
 package maildir
 
 import (
 	"errors"
-	"io"
-	"log/slog"
 	"time"
 )
 
@@ -23,6 +54,10 @@ var (
 	ErrNoSuchMessage = errors.New("maildir: no such message")
 	ErrInvalidUser   = errors.New("maildir: invalid user address")
 	ErrInbox         = errors.New("maildir: INBOX cannot be deleted or renamed away")
+	// ErrInvalidFlag: a flag that is neither a system flag nor a valid keyword.
+	ErrInvalidFlag = errors.New("maildir: invalid flag")
+	// ErrTooManyKeywords: Maildir file names hold at most 26 keywords per mailbox.
+	ErrTooManyKeywords = errors.New("maildir: too many keywords in this mailbox (26 at most)")
 )
 
 // System flags as IMAP spells them. Keywords are plain atoms ("$Junk", "work").
@@ -46,58 +81,6 @@ const (
 
 // Delimiter separates levels of mailbox names as clients see them ("a/b").
 const Delimiter = '/'
-
-// Store is the root of all users' trees (data_dir/mail). Safe for concurrent use;
-// one Store per process (it owns the in-memory indexes and the change fan-out).
-type Store struct{}
-
-// New opens the store rooted at root (created if missing).
-func New(root string, logger *slog.Logger) (*Store, error) { panic("skeleton") }
-
-// Close stops background watchers.
-func (s *Store) Close() error { panic("skeleton") }
-
-// User returns the tree of one user, "local@domain" (domain case-insensitive),
-// creating it on first use. ErrInvalidUser for addresses that are not safe path components.
-func (s *Store) User(addr string) (*User, error) { panic("skeleton") }
-
-// User is one user's tree. Safe for concurrent use.
-type User struct{}
-
-// MailboxInfo describes one mailbox for LIST.
-type MailboxInfo struct {
-	Name        string // client-visible name, UTF-8, Delimiter-separated; "INBOX" for the inbox
-	SpecialUse  string // one of the Special* constants, or ""
-	Subscribed  bool
-	HasChildren bool
-}
-
-// Mailbox opens a mailbox by client-visible name. "INBOX" is case-insensitive.
-// The standard folders (Sent, Drafts, Trash, Junk, Archive) exist once asked for.
-func (u *User) Mailbox(name string) (*Mailbox, error) { panic("skeleton") }
-
-// ListMailboxes returns every mailbox, INBOX and the standard folders included.
-func (u *User) ListMailboxes() ([]MailboxInfo, error) { panic("skeleton") }
-
-// CreateMailbox creates name (and missing parents). ErrExists, ErrInvalidName.
-func (u *User) CreateMailbox(name string) error { panic("skeleton") }
-
-// RenameMailbox renames a mailbox and its children. Renaming INBOX moves its
-// messages into the new mailbox and leaves INBOX empty (RFC 9051 §6.3.6).
-func (u *User) RenameMailbox(oldName, newName string) error { panic("skeleton") }
-
-// DeleteMailbox deletes a mailbox and its messages. ErrInbox for INBOX.
-func (u *User) DeleteMailbox(name string) error { panic("skeleton") }
-
-// SetSubscribed adds name to or removes it from the subscriptions file.
-func (u *User) SetSubscribed(name string, subscribed bool) error { panic("skeleton") }
-
-// ValidateMailboxName reports ErrInvalidName for names a client may not use
-// (empty, "..", NUL or control characters, a leading or doubled Delimiter, too long).
-func ValidateMailboxName(name string) error { panic("skeleton") }
-
-// Mailbox is one folder. Safe for concurrent use; many sessions share one.
-type Mailbox struct{}
 
 // Message is what the index knows of one message without reading it.
 type Message struct {
@@ -137,51 +120,6 @@ const (
 	FlagsRemove
 )
 
-// Name is the client-visible name.
-func (m *Mailbox) Name() string { panic("skeleton") }
-
-// Deliver writes a new message into new/ (tmp, fsync, rename, fsync dir) and
-// returns its UID once it is durable. r is read to EOF; the bytes are stored as given
-// (callers pass CRLF line ends).
-func (m *Mailbox) Deliver(r io.Reader) (uint32, error) { panic("skeleton") }
-
-// Append stores a message with flags and an internal date (IMAP APPEND), durably.
-func (m *Mailbox) Append(r io.Reader, flags []string, date time.Time) (uint32, error) {
-	panic("skeleton")
-}
-
-// Snapshot returns the current state, picking up changes made by other
-// processes (new files, renamed flags, removed files) first.
-func (m *Mailbox) Snapshot() (*Snapshot, error) { panic("skeleton") }
-
-// Status returns the counts of the mailbox.
-func (m *Mailbox) Status() (Status, error) { panic("skeleton") }
-
-// Open returns the message's content (CRLF line ends) and its index entry.
-// ErrNoSuchMessage if it was expunged.
-func (m *Mailbox) Open(uid uint32) (io.ReadSeekCloser, Message, error) { panic("skeleton") }
-
-// StoreFlags changes the flags of uids. With unchangedSince > 0 (CONDSTORE) a
-// message whose ModSeq is higher is left alone and returned in failed.
-// updated holds the new state of each changed message.
-func (m *Mailbox) StoreFlags(uids []uint32, op FlagOp, flags []string, unchangedSince uint64) (updated []Message, failed []uint32, err error) {
-	panic("skeleton")
-}
-
-// CopyTo copies uids into dst (flags and internal date kept) and returns the
-// new UIDs in the same order as the source UIDs that still existed.
-func (m *Mailbox) CopyTo(dst *Mailbox, uids []uint32) (srcUIDs, dstUIDs []uint32, err error) {
-	panic("skeleton")
-}
-
-// MoveTo moves uids into dst atomically per message (RFC 6851 semantics).
-func (m *Mailbox) MoveTo(dst *Mailbox, uids []uint32) (srcUIDs, dstUIDs []uint32, err error) {
-	panic("skeleton")
-}
-
-// Expunge removes uids for good and returns those that existed.
-func (m *Mailbox) Expunge(uids []uint32) ([]uint32, error) { panic("skeleton") }
-
 // EventKind says what changed.
 type EventKind int
 
@@ -198,15 +136,3 @@ type Event struct {
 	Flags  []string // EventFlags and EventNew: the message's flags now
 	ModSeq uint64
 }
-
-// Watcher delivers a mailbox's events in order. Events are never dropped: a
-// slow reader makes the watcher buffer.
-type Watcher struct {
-	C <-chan Event
-}
-
-// Watch subscribes to the mailbox's events from now on. Close the watcher when done.
-func (m *Mailbox) Watch() *Watcher { panic("skeleton") }
-
-// Close unsubscribes.
-func (w *Watcher) Close() { panic("skeleton") }
