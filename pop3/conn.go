@@ -180,8 +180,38 @@ func (c *conn) serve() {
 			break
 		}
 	}
-	_ = c.w.Flush()
+	c.releaseMaildrop()
+	if c.w.Flush() == nil && !c.srv.closing.Load() {
+		c.lingeringClose()
+	}
 	c.log.Debug("pop3 connection closed", "user", c.user, "duration", time.Since(start).Round(time.Millisecond))
+}
+
+// lingerTimeout bounds the wait for the client to close after the server has.
+const lingerTimeout = 2 * time.Second
+
+// lingeringClose half-closes the connection and reads what the client still
+// sends for a moment before the full close: closing a socket with unread input
+// makes the kernel send a reset, which can destroy the last reply before the
+// client has read it (net/http's closeWriteAndWait does the same).
+func (c *conn) lingeringClose() {
+	type closeWriter interface{ CloseWrite() error }
+	nc := c.nc
+	for {
+		if cw, ok := nc.(closeWriter); ok {
+			if cw.CloseWrite() != nil {
+				return
+			}
+			break
+		}
+		u, ok := nc.(interface{ Unwrap() net.Conn })
+		if !ok {
+			return
+		}
+		nc = u.Unwrap()
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.CopyN(io.Discard, c.nc, 64<<10)
 }
 
 func (c *conn) handshake(tc *tls.Conn) error {
