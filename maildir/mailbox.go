@@ -294,6 +294,11 @@ func (m *Mailbox) syncW() error {
 			return err
 		}
 	}
+	if !first {
+		if err := m.reloadKeywordsIfChanged(); err != nil {
+			return err
+		}
+	}
 	var mt [2]int64
 	if m.pollMode {
 		mt = m.dirMtimes()
@@ -432,6 +437,34 @@ func (m *Mailbox) loadMeta() error {
 	m.kw, m.kwID, m.flagCache = kw, kwID, nil
 	m.highest, m.reserved = hi, hi
 	m.pollMode = !watched
+	m.mu.Unlock()
+	return nil
+}
+
+// reloadKeywordsIfChanged rereads dovecot-keywords after another program
+// changed it (new letters must render with their names). opMu and wmu held.
+func (m *Mailbox) reloadKeywordsIfChanged() error {
+	var id fileID
+	if st, err := os.Stat(filepath.Join(m.dir, keywordsName)); err == nil {
+		id = fileIDFromInfo(st)
+	}
+	m.mu.Lock()
+	same := id == m.kwID
+	m.mu.Unlock()
+	if same {
+		return nil
+	}
+	kw, id, err := readKeywordFile(m.dir)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	if kw != m.kw {
+		m.kw = kw
+		m.flagCache = nil
+		m.snap = nil
+	}
+	m.kwID = id
 	m.mu.Unlock()
 	return nil
 }
@@ -577,6 +610,8 @@ func (m *Mailbox) assignUIDs(files map[string]dirFile, first bool) ([]entry, err
 	if next > m.nextUID {
 		m.nextUID = next
 	}
+	m.ulID = ulID
+	m.ulRecords = len(ul.records)
 	m.mu.Unlock()
 	if rewrite {
 		// Write the whole file: the index plus the files just found.
@@ -590,14 +625,9 @@ func (m *Mailbox) assignUIDs(files map[string]dirFile, first bool) ([]entry, err
 		return out, nil
 	}
 	if len(appendBuf) > 0 {
-		if err := m.appendUidlist(appendBuf, len(out)); err != nil {
+		if err := m.appendUidlist(appendBuf, bytes.Count(appendBuf, []byte{'\n'})); err != nil {
 			return nil, err
 		}
-	} else {
-		m.mu.Lock()
-		m.ulID = ulID
-		m.ulRecords = len(ul.records)
-		m.mu.Unlock()
 	}
 	return out, nil
 }
