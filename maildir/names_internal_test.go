@@ -87,9 +87,9 @@ func TestNameOfDir(t *testing.T) {
 		{".", "", false},
 		{".a..b", "", false},
 		{".INBOX", "", false},
-		{".&ANw", "", false},     // unterminated
-		{".&AGE-", "", false},    // encodes printable ASCII 'a'
-		{".&-&-x", "&&x", true},  // ampersands
+		{".&ANw", "", false},       // unterminated
+		{".&AGE-", "", false},      // encodes printable ASCII 'a'
+		{".&-&-x", "&&x", true},    // ampersands
 		{".&ANw-&AOk-", "", false}, // two adjacent encoded runs are not canonical
 		{".~x", "", false},
 	}
