@@ -405,7 +405,7 @@ func (c *conn) cmdTop(cmd Command) error {
 	if err != nil {
 		return err
 	}
-	n, ok := parseMsgNum(args[1])
+	n, ok := parseLineCount(args[1])
 	if !ok {
 		return badf("invalid number of lines %q", args[1])
 	}

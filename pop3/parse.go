@@ -77,3 +77,21 @@ func parseMsgNum(s string) (int, bool) {
 	}
 	return n, true
 }
+
+// parseLineCount reads the line count of TOP: decimal digits only, of any
+// length; counts past 1<<30 mean "all" (clients send e.g. 2147483647).
+func parseLineCount(s string) (int, bool) {
+	if s == "" {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+		if n < 1<<30 {
+			n = n*10 + int(s[i]-'0')
+		}
+	}
+	return min(n, 1<<30), true
+}

@@ -537,6 +537,10 @@ func TestSession(t *testing.T) {
 	if got := c.multi(); got[len(got)-1] != "" || slices.Contains(got, "line 1") {
 		t.Errorf("TOP 2 0: %q", got)
 	}
+	c.ok("TOP 2 99999999999999999999") // "everything", as some clients ask
+	if got := c.multi(); got[len(got)-1] != "line 3" {
+		t.Errorf("TOP 2 99999999999999999999: %q", got)
+	}
 
 	// DELE, RSET, DELE again.
 	c.ok("DELE 2")
