@@ -9,6 +9,7 @@ import (
 	"github.com/postyard-mail/postyard/accounts"
 	"github.com/postyard-mail/postyard/config"
 	"github.com/postyard-mail/postyard/maildir"
+	"github.com/postyard-mail/postyard/pop3"
 )
 
 // Service is one protocol front end. The server calls Serve once per bound
@@ -105,7 +106,8 @@ func newIMAP(d *deps) (Service, error) {
 
 // newPOP3 builds the POP3 service (pop3.listen, pop3.tls_listen).
 func newPOP3(d *deps) (Service, error) {
-	return newPlaceholder(protoPOP3, pop3Placeholder, d), nil
+	return pop3.New(pop3.Options{Hostname: d.cfg.Hostname, Config: d.cfg.POP3, Security: d.cfg.Security,
+		Accounts: d.accounts, Store: d.store, TLS: d.tls, Logger: d.log(protoPOP3)})
 }
 
 // newAutoconfig builds the autoconfig/autodiscover HTTP service (autoconfig.listen).
