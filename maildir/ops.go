@@ -540,6 +540,11 @@ func (m *Mailbox) removeEntriesLocked(drop map[uint32]bool) {
 	m.snap = nil
 }
 
+// compactMinStale is how many records of expunged messages dovecot-uidlist
+// may hold before it is rewritten (also at least a quarter of the live ones).
+// A variable so that the crash test can make rewrites frequent.
+var compactMinStale = 1024
+
 // maybeCompact rewrites dovecot-uidlist without the records of expunged
 // messages once they are many, as Dovecot does. opMu held.
 func (m *Mailbox) maybeCompact() {
@@ -547,7 +552,7 @@ func (m *Mailbox) maybeCompact() {
 	live, recs := len(m.entries), m.ulRecords
 	m.mu.Unlock()
 	stale := recs - live
-	if stale < 1024 || stale < live/4 {
+	if stale < compactMinStale || stale < live/4 {
 		return
 	}
 	m.wmu.Lock()

@@ -50,10 +50,10 @@ func TestStress(t *testing.T) {
 	}
 	var (
 		mu        sync.Mutex
-		loc       = map[int]where{}    // message id -> where it is now
-		byUID     = map[where]int{}    // (box, uid) -> id
-		everUID   = map[where]bool{}   // every (box, uid) ever handed out
-		expunged  = map[int]bool{}     // ids expunged
+		loc       = map[int]where{}  // message id -> where it is now
+		byUID     = map[where]int{}  // (box, uid) -> id
+		everUID   = map[where]bool{} // every (box, uid) ever handed out
+		expunged  = map[int]bool{}   // ids expunged
 		nextID    atomic.Int64
 		failures  atomic.Int64
 		stop      = make(chan struct{})
