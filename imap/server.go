@@ -1,0 +1,421 @@
+package imap
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/postyard-mail/postyard/internal/cid"
+	"github.com/postyard-mail/postyard/internal/connlimit"
+	"github.com/postyard-mail/postyard/maildir"
+)
+
+// Authenticator checks a login; *accounts.Directory is one.
+type Authenticator interface {
+	// Authenticate returns the canonical user address, or an error
+	// (accounts.ErrAuthFailed) for a bad login or password.
+	Authenticate(login, password string) (string, error)
+}
+
+// Options configure a Server. Store, Accounts and Logger are required.
+type Options struct {
+	// Hostname names the server in the greeting-time log lines.
+	Hostname string
+	// IdleTimeout is the autologout timer of an authenticated session,
+	// between commands and in IDLE (imap.idle_timeout). 0 means 30 minutes.
+	IdleTimeout time.Duration
+	// MaxConnectionsPerUser caps concurrent logged-in sessions of one user;
+	// 0 means no limit.
+	MaxConnectionsPerUser int
+	// AllowPlaintextAuth permits LOGIN and AUTHENTICATE on unencrypted,
+	// non-loopback connections (security.allow_plaintext_auth).
+	AllowPlaintextAuth bool
+	// MaxMessageSize caps an APPEND literal (smtp.max_message_size). 0 means
+	// go-imap's own limit (100 MiB).
+	MaxMessageSize int64
+	// MaxAuthFailures failed logins close the connection
+	// (security.max_auth_failures). 0 means 3.
+	MaxAuthFailures int
+	// AuthFailureDelay is the wait after the first failed login; it doubles
+	// with each further failure, up to 16 times its value. 0 means 1 s.
+	AuthFailureDelay time.Duration
+
+	Accounts Authenticator
+	Store    *maildir.Store
+	// TLSConfig serves STARTTLS on plain connections; nil disables STARTTLS.
+	TLSConfig *tls.Config
+	Logger    *slog.Logger
+}
+
+// goImapIdleThreshold separates go-imap's autologout read deadline (35 min)
+// from its short per-command deadlines (30 s, 5 min for literals); see
+// conn.SetReadDeadline.
+const goImapIdleThreshold = 20 * time.Minute
+
+// goImapAppendLimit is imapserver's fixed APPEND literal limit when the
+// session does not implement SessionAppendLimit (it does not: see Append).
+const goImapAppendLimit = 100 << 20
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("imap: server closed")
+
+// Server is the IMAP service: Serve once per listener (plain or implicit
+// TLS), Shutdown once.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+	caps imap.CapSet
+
+	// panics counts panics recovered by go-imap in sessions.
+	panics atomic.Int64
+
+	mu        sync.Mutex // guards listeners, conns, users, closing
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	users     map[string]int // logged-in sessions per user address
+	closing   bool
+	wg        sync.WaitGroup // one count per open connection
+}
+
+// New returns a Server; it does not listen yet.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil || opts.Accounts == nil || opts.Logger == nil {
+		return nil, errors.New("imap: Options.Store, Accounts and Logger are required")
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 30 * time.Minute
+	}
+	if opts.MaxAuthFailures <= 0 {
+		opts.MaxAuthFailures = 3
+	}
+	if opts.AuthFailureDelay <= 0 {
+		opts.AuthFailureDelay = time.Second
+	}
+	if opts.MaxMessageSize <= 0 || opts.MaxMessageSize > goImapAppendLimit {
+		opts.MaxMessageSize = goImapAppendLimit
+	}
+	caps := imap.CapSet{}
+	for _, c := range []imap.Cap{
+		imap.CapIMAP4rev1, imap.CapIMAP4rev2,
+		imap.CapNamespace, imap.CapUIDPlus, imap.CapESearch, imap.CapSearchRes,
+		imap.CapListExtended, imap.CapListStatus, imap.CapMove, imap.CapStatusSize,
+		imap.CapBinary, imap.CapChildren, imap.CapSpecialUse, imap.CapLiteralPlus,
+		imap.CapUnauthenticate,
+	} {
+		caps[c] = struct{}{}
+	}
+	return &Server{
+		opts:      opts,
+		log:       opts.Logger,
+		caps:      caps,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+		users:     make(map[string]int),
+	}, nil
+}
+
+// Panics returns how many session panics were recovered (tests fail on any).
+func (s *Server) Panics() int64 { return s.panics.Load() }
+
+// Serve accepts connections on l until l is closed or Shutdown is called.
+// A connection that is a *tls.Conn counts as encrypted (implicit TLS).
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	var delay time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Anything else (EMFILE, ECONNABORTED) is worth retrying, as
+			// net/http does, with a growing pause.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("imap: accept failed", "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		s.serveConn(c)
+	}
+}
+
+// serveConn hands one connection to its own go-imap server value, which is
+// how each connection gets its own logger (with cid) and its own rule for
+// plaintext authentication. It returns at once: go-imap serves the
+// connection in its goroutine, and conn.Close releases it.
+func (s *Server) serveConn(c net.Conn) {
+	log, id := cid.With(s.log)
+	_, isTLS := c.(*tls.Conn)
+	cn := &conn{Conn: c, srv: s, idleTimeout: s.opts.IdleTimeout}
+	if !s.track(cn) {
+		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.Write([]byte("* BYE [UNAVAILABLE] Server shutting down\r\n"))
+		_ = c.Close()
+		return
+	}
+	sess := &session{srv: s, conn: cn, log: log, cid: id}
+	cn.sess = sess
+	opts := &imapserver.Options{
+		NewSession: func(ic *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
+			cn.setIMAPConn(ic)
+			return sess, nil, nil
+		},
+		Caps:   s.caps,
+		Logger: libLogger{log: log, panics: &s.panics},
+		// go-imap sees our wrapper, not the *tls.Conn, so "already TLS" is
+		// told through InsecureAuth; after STARTTLS go-imap sees its own
+		// *tls.Conn and allows authentication by itself.
+		InsecureAuth: isTLS || s.opts.AllowPlaintextAuth || connlimit.IsLoopback(c),
+	}
+	if !isTLS {
+		opts.TLSConfig = s.opts.TLSConfig
+	}
+	log.Debug("imap: connection", "remote", c.RemoteAddr().String(), "tls", isTLS)
+	// Serve takes the one connection, starts its goroutine, and returns
+	// when the single-connection listener reports closed.
+	_ = imapserver.New(opts).Serve(&oneConnListener{c: cn})
+}
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// acquireUser counts a logged-in session of user; false if over the limit.
+func (s *Server) acquireUser(user string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.opts.MaxConnectionsPerUser; n > 0 && s.users[user] >= n {
+		return false
+	}
+	s.users[user]++
+	return true
+}
+
+func (s *Server) releaseUser(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.users[user] <= 1 {
+		delete(s.users, user)
+	} else {
+		s.users[user]--
+	}
+}
+
+// Shutdown stops accepting, tells every session "* BYE" as soon as it is
+// between commands (a command in progress finishes and gets its tagged
+// reply first), waits for the sessions to end until ctx is done, and then
+// closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		_ = l.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+
+	for _, c := range conns {
+		c.requestBye("[UNAVAILABLE] Server shutting down")
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	s.mu.Unlock()
+	<-done
+	return fmt.Errorf("imap: shutdown: %w", ctx.Err())
+}
+
+// oneConnListener yields one connection, then reports itself closed.
+type oneConnListener struct {
+	c    net.Conn
+	done bool
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	if l.done {
+		return nil, net.ErrClosed
+	}
+	l.done = true
+	return l.c, nil
+}
+
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return l.c.LocalAddr() }
+
+// libLogger routes go-imap's Printf logging into slog with the connection's cid.
+type libLogger struct {
+	log    *slog.Logger
+	panics *atomic.Int64
+}
+
+func (l libLogger) Printf(format string, args ...any) {
+	msg := strings.TrimSpace(fmt.Sprintf(format, args...))
+	switch {
+	case strings.HasPrefix(format, "panic"):
+		l.panics.Add(1)
+		l.log.Error("imap: recovered panic", "detail", msg)
+	case strings.HasPrefix(format, "failed to read command"),
+		strings.HasPrefix(format, "failed to write greeting"):
+		// A client that went away or timed out.
+		l.log.Debug("imap: connection ended", "detail", msg)
+	default:
+		l.log.Warn("imap: " + msg)
+	}
+}
+
+// conn wraps each client connection. It maps go-imap's fixed 35-minute
+// autologout deadline to imap.idle_timeout, and it says "* BYE" at the
+// first moment the session waits for the client (shutdown, too many failed
+// logins) rather than in the middle of a command.
+type conn struct {
+	net.Conn
+	srv         *Server       // set at creation
+	idleTimeout time.Duration // set at creation
+	sess        *session      // set once before go-imap starts
+
+	mu       sync.Mutex // guards the fields below
+	ic       *imapserver.Conn
+	reading  bool   // blocked in Read
+	busy     bool   // a session method is running
+	bye      string // text of a requested BYE, "" if none
+	byeSent  bool
+	closed   bool
+	closeErr error
+}
+
+func (c *conn) setIMAPConn(ic *imapserver.Conn) {
+	c.mu.Lock()
+	c.ic = ic
+	c.mu.Unlock()
+}
+
+func (c *conn) imapConn() *imapserver.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ic
+}
+
+// Read marks the connection as waiting for the client; a requested BYE is
+// sent now unless a command is running.
+func (c *conn) Read(b []byte) (int, error) {
+	c.mu.Lock()
+	c.reading = true
+	c.maybeByeLocked()
+	c.mu.Unlock()
+	n, err := c.Conn.Read(b)
+	c.mu.Lock()
+	c.reading = false
+	c.mu.Unlock()
+	return n, err
+}
+
+// SetReadDeadline replaces go-imap's autologout deadline by IdleTimeout.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() && time.Until(t) > goImapIdleThreshold {
+		t = time.Now().Add(c.idleTimeout)
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// Close closes the connection once and releases its slot in the server.
+func (c *conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return c.closeErr
+	}
+	c.closed = true
+	c.closeErr = c.Conn.Close()
+	err := c.closeErr
+	c.mu.Unlock()
+	c.srv.untrack(c)
+	return err
+}
+
+// setBusy marks a session method as running (true) or done (false).
+func (c *conn) setBusy(busy bool) {
+	c.mu.Lock()
+	c.busy = busy
+	c.mu.Unlock()
+}
+
+// requestBye asks for "* BYE text" and a close at the next wait for the client.
+func (c *conn) requestBye(text string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.bye == "" {
+		c.bye = text
+	}
+	c.maybeByeLocked()
+}
+
+// maybeByeLocked sends a requested BYE when the session is idle. It runs in
+// its own goroutine: go-imap holds its write lock during an AUTHENTICATE
+// exchange while it reads, and Bye needs that lock.
+func (c *conn) maybeByeLocked() {
+	if c.bye == "" || c.byeSent || c.busy || !c.reading || c.closed {
+		return
+	}
+	c.byeSent = true
+	ic, text := c.ic, c.bye
+	go func() {
+		if ic == nil {
+			_ = c.Close()
+			return
+		}
+		if err := ic.Bye(text); err != nil {
+			_ = c.Close()
+		}
+	}()
+}
