@@ -236,7 +236,26 @@ func normalize(name string) (fqdn string, err error) {
 	if _, ok := dns.IsDomainName(n); !ok || strings.Contains(n, "..") {
 		return "", ErrBadName
 	}
+	if strings.IndexFunc(n, unusual) >= 0 {
+		// Bring names with spaces and other odd bytes (SPF macros can
+		// make them) into the escaped form miekg/dns unpacks answers to,
+		// so questions, answers and cache keys compare equal.
+		var buf [256]byte
+		off, err := dns.PackDomainName(n+".", buf[:], 0, nil, false)
+		if err != nil {
+			return "", ErrBadName
+		}
+		canon, _, err := dns.UnpackDomainName(buf[:off], 0)
+		if err != nil {
+			return "", ErrBadName
+		}
+		return strings.ToLower(canon), nil
+	}
 	return n + ".", nil
+}
+
+func unusual(r rune) bool {
+	return !('a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-' || r == '.' || r == '_' || r == '*')
 }
 
 func display(fqdn string) string {

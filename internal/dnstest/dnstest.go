@@ -209,7 +209,21 @@ func (s *Server) mustParse(text string) []dns.RR {
 	return rrs
 }
 
-func canon(name string) string { return strings.ToLower(dns.Fqdn(name)) }
+// canon is the lookup key of a name: lower case, fully qualified, in the
+// escaped presentation form that miekg/dns unpacks names to (so an owner
+// given with a raw space matches a query for it).
+func canon(name string) string {
+	name = strings.ToLower(dns.Fqdn(name))
+	var buf [256]byte
+	off, err := dns.PackDomainName(name, buf[:], 0, nil, false)
+	if err != nil {
+		return name
+	}
+	if n, _, err := dns.UnpackDomainName(buf[:off], 0); err == nil {
+		return strings.ToLower(n)
+	}
+	return name
+}
 
 func (s *Server) addLocked(rr dns.RR) {
 	name := canon(rr.Header().Name)
@@ -224,6 +238,16 @@ func (s *Server) Add(text ...string) {
 	defer s.mu.Unlock()
 	for _, rr := range rrs {
 		s.addLocked(rr)
+	}
+}
+
+// AddRR adds records given as values rather than text (for data that zone
+// syntax cannot easily carry, such as generated test suites).
+func (s *Server) AddRR(rrs ...dns.RR) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rr := range rrs {
+		s.addLocked(dns.Copy(rr))
 	}
 }
 

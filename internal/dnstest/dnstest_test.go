@@ -250,3 +250,16 @@ func TestListenBadZone(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+func TestAddRR(t *testing.T) {
+	t.Parallel()
+	srv := dnstest.Start(t, "")
+	srv.AddRR(&dns.TXT{
+		Hdr: dns.RR_Header{Name: "With Space.Example.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+		Txt: []string{"a", "b"},
+	})
+	r := exchange(t, "udp", srv.Addr, `with\032space.example.`, dns.TypeTXT, 0)
+	if got := answers(r); fmt.Sprint(got) != `[with\032space.example. 60 IN TXT "a" "b"]` {
+		t.Errorf("got %q", got)
+	}
+}
