@@ -259,7 +259,7 @@ func TestAddRR(t *testing.T) {
 		Txt: []string{"a", "b"},
 	})
 	r := exchange(t, "udp", srv.Addr, `with\032space.example.`, dns.TypeTXT, 0)
-	if got := answers(r); fmt.Sprint(got) != `[with\032space.example. 60 IN TXT "a" "b"]` {
+	if got := answers(r); fmt.Sprint(got) != `[with\ space.example. 60 IN TXT "a" "b"]` {
 		t.Errorf("got %q", got)
 	}
 }
