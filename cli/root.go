@@ -122,6 +122,8 @@ in ./data, domain "localhost"). See config.example.toml for every key.`,
 		newUserCmd(a),
 		newAliasCmd(a),
 		newVersionCmd(a),
+		newDKIMCmd(a),
+		newQueueCmd(a),
 		// dns goes here.
 	)
 	return root
