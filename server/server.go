@@ -52,7 +52,7 @@ func Run(ctx context.Context, cfg *config.Config, configPath string) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	return run(ctx, options{cfg: cfg, configPath: configPath, logOut: os.Stderr, signals: sigs, loadConfig: nil})
+	return run(ctx, options{cfg: cfg, configPath: configPath, logOut: os.Stderr, signals: sigs, loadConfig: config.Load})
 }
 
 // options are Run's inputs, replaceable in tests.
@@ -100,6 +100,11 @@ func run(ctx context.Context, opts options) (err error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("data_dir: %w", err)
 		}
+	}
+	// An existing data_dir keeps its mode (the admin chose it), but one that
+	// others can enter exposes password hashes and mail: say so.
+	if fi, err := os.Stat(cfg.DataDir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		s.logger.Warn("data_dir is accessible to other users; chmod 700 it", "data_dir", cfg.DataDir, "mode", fi.Mode().Perm().String())
 	}
 	if s.certs, err = newCertHolder(cfg, s.logger); err != nil {
 		return err

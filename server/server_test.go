@@ -249,3 +249,90 @@ func TestServeLifecycle(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// lockedBuffer is a log sink safe for the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRunInProcess runs the whole server in the test process with the real
+// accounts and store: SIGHUP reloads and calls the services' reload hooks,
+// a cancelled context shuts down cleanly.
+func TestRunInProcess(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Hostname = "mx.example.test"
+	for _, l := range []*[]string{&cfg.SMTP.Listen, &cfg.Submission.Listen, &cfg.Submission.TLSListen,
+		&cfg.IMAP.Listen, &cfg.IMAP.TLSListen, &cfg.POP3.Listen, &cfg.POP3.TLSListen, &cfg.Autoconfig.Listen} {
+		*l = []string{"127.0.0.1:0"}
+	}
+	configPath := t.TempDir() + "/postyard.toml"
+	if err := os.WriteFile(configPath, []byte("[log]\nlevel = \"debug\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs lockedBuffer
+	sigs := make(chan os.Signal, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan *server, 1)
+	reloaded := make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, options{cfg: cfg, configPath: configPath, logOut: &logs, signals: sigs, loadConfig: config.Load,
+			started: func(s *server) {
+				s.hooks.onReload(func() { reloaded <- struct{}{} })
+				started <- s
+			}})
+	}()
+	var s *server
+	select {
+	case s = <-started:
+	case err := <-done:
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("no start within 10 s")
+	}
+	if len(s.listeners) != 8 {
+		t.Fatalf("%d listeners, want 8", len(s.listeners))
+	}
+	if s.level.Level() != slog.LevelInfo {
+		t.Fatalf("level %v before SIGHUP", s.level.Level())
+	}
+	sigs <- syscall.SIGHUP
+	select {
+	case <-reloaded:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the reload hook was not called\n%s", logs.String())
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(drainTimeout + stragglerTimeout + time.Second):
+		t.Fatal("run did not return after the context ended")
+	}
+	if s.level.Level() != slog.LevelDebug {
+		t.Errorf("level %v after SIGHUP, want DEBUG (from the file)", s.level.Level())
+	}
+	out := logs.String()
+	for _, want := range []string{"log level changed", "msg=reloaded ok=true", `reason="context ended"`, "msg=stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+}

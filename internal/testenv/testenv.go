@@ -118,7 +118,8 @@ func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
 	e := &Env{
 		Hostname: opts.Hostname, Domains: opts.Domains, DNS: opts.DNS,
-		Bin: Binary(t), DataDir: t.TempDir(), t: t, env: opts.Env, logs: &logBuffer{},
+		// A directory the server creates itself, as on a first start.
+		Bin: Binary(t), DataDir: filepath.Join(t.TempDir(), "data"), t: t, env: opts.Env, logs: &logBuffer{},
 	}
 	if e.Hostname == "" {
 		e.Hostname = "mail.example.test"
