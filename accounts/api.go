@@ -145,7 +145,7 @@ func (d *Directory) SetDomains(domains []string) error {
 func (d *Directory) Authenticate(login, password string) (string, error) {
 	d.maybeRefresh()
 	s := d.snap.Load()
-	var u *user
+	var u *account
 	if local, domain, err := splitAddress(login); err == nil && len(password) <= MaxPasswordLen {
 		u = s.users[lookupKey(local, domain)]
 	}

@@ -15,11 +15,16 @@ import (
 // nothing; a running server picks the change up on its own.
 
 // AddUser adds addr with a new {ARGON2ID} hash of password. ErrUserExists, ErrBadAddress.
+//
+// The address is written in lower case: lookups here ignore case anyway,
+// and Dovecot's default auth_username_format (%Lu) lower-cases the login
+// before it searches the passwd-file.
 func AddUser(dataDir, addr, password string) error {
 	canon, err := CanonicalAddress(addr)
 	if err != nil {
 		return err
 	}
+	canon = strings.ToLower(canon)
 	// Hash outside the lock: it is the slow part.
 	h, err := HashPassword(DefaultScheme, password)
 	if err != nil {
@@ -126,6 +131,7 @@ func AddAliasWithDomains(dataDir string, domains []string, addr string, targets 
 	if err != nil {
 		return err
 	}
+	key = strings.ToLower(key) // written in lower case, like AddUser's
 	if len(targets) == 0 {
 		return fmt.Errorf("accounts: alias %s: no targets", key)
 	}

@@ -8,15 +8,15 @@ import (
 	"syscall"
 )
 
-// user is one usable line of passwd.
-type user struct {
+// account is one usable line of passwd.
+type account struct {
 	addr string   // canonical address
 	v    verifier // nil: this user cannot log in (no or unusable hash)
 }
 
 // snapshot is the immutable content of both files at one moment.
 type snapshot struct {
-	users   map[string]*user    // by lookupKey
+	users   map[string]*account // by lookupKey
 	aliases map[string][]string // by lookupKey, or "@domain" for catch-alls; canonical targets
 
 	passwdStamp, aliasesStamp fileStamp // what the files looked like before they were read
@@ -32,7 +32,7 @@ func fileID(fi fs.FileInfo) (dev, ino uint64) {
 // load reads both files into a new snapshot. Bad lines are logged with
 // file and line and skipped; only I/O errors fail.
 func (d *Directory) load() (*snapshot, error) {
-	s := &snapshot{users: map[string]*user{}, aliases: map[string][]string{}}
+	s := &snapshot{users: map[string]*account{}, aliases: map[string][]string{}}
 	ppath := filepath.Join(d.dataDir, passwdName)
 	apath := filepath.Join(d.dataDir, aliasesName)
 	// Stat before reading: a change in between shows as a new stamp at the
@@ -62,7 +62,7 @@ func (d *Directory) load() (*snapshot, error) {
 			warn(ppath, i+1, "user skipped: duplicate of an earlier line", "user", p.user)
 			continue
 		}
-		u := &user{addr: local + "@" + domain}
+		u := &account{addr: local + "@" + domain}
 		if p.pass == "" {
 			warn(ppath, i+1, "user cannot log in: no password", "user", u.addr)
 		} else if v, err := parseHash(p.pass); err != nil {
