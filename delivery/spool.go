@@ -27,7 +27,9 @@ type Spool struct {
 	f    *os.File      // spill file once size > limit
 	fw   *bufio.Writer // buffers writes to f
 	size int64
-	err  error // sticky write error
+
+	mu  sync.Mutex // guards err and the flush of fw: readers may start concurrently
+	err error      // sticky write error
 }
 
 func newSpool(dir string, limit int, pool *sync.Pool) *Spool {
@@ -43,8 +45,8 @@ func newSpool(dir string, limit int, pool *sync.Pool) *Spool {
 
 // Write appends p.
 func (s *Spool) Write(p []byte) (int, error) {
-	if s.err != nil {
-		return 0, s.err
+	if err := s.stickyErr(); err != nil {
+		return 0, err
 	}
 	if s.f == nil && int(s.size)+len(p) <= s.limit {
 		*s.buf = append(*s.buf, p...)
@@ -53,17 +55,30 @@ func (s *Spool) Write(p []byte) (int, error) {
 	}
 	if s.f == nil {
 		if err := s.spill(); err != nil {
-			s.err = err
-			return 0, err
+			return 0, s.setErr(err)
 		}
 	}
 	n, err := s.fw.Write(p)
 	s.size += int64(n)
 	if err != nil {
-		s.err = fmt.Errorf("delivery: spool write: %w", err)
-		return n, s.err
+		return n, s.setErr(fmt.Errorf("delivery: spool write: %w", err))
 	}
 	return n, nil
+}
+
+func (s *Spool) stickyErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *Spool) setErr(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = err
+	}
+	return s.err
 }
 
 // spill moves the in-memory content to a new, already unlinked file.
@@ -90,6 +105,8 @@ func (s *Spool) Size() int64 { return s.size }
 
 // Err is the first write error, if any (a spool with an error is not delivered).
 func (s *Spool) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.err == nil && s.fw != nil && s.fw.Buffered() > 0 {
 		if err := s.fw.Flush(); err != nil {
 			s.err = fmt.Errorf("delivery: spool write: %w", err)
@@ -127,9 +144,7 @@ func (s *Spool) Close() error {
 			return fmt.Errorf("delivery: spool close: %w", err)
 		}
 	}
-	if s.err == nil {
-		s.err = errSpoolClosed
-	}
+	s.setErr(errSpoolClosed)
 	return nil
 }
 

@@ -1,0 +1,43 @@
+// Package smtp is Postyard's SMTP front end on go-smtp: the inbound MX
+// service (port 25) now, message submission later (Kind).
+//
+// Implemented, as advertised in EHLO:
+//
+//   - SMTP (RFC 5321), PIPELINING (RFC 2920), 8BITMIME (RFC 6152),
+//     ENHANCEDSTATUSCODES (RFC 2034, codes of RFC 3463) on every reply,
+//     SIZE (RFC 1870), STARTTLS (RFC 3207), CHUNKING/BDAT (RFC 3030),
+//     SMTPUTF8 (RFC 6531), LIMITS RCPTMAX (RFC 9422, from go-smtp).
+//   - Not advertised: DSN (RFC 3461): NOTIFY=SUCCESS needs a "delivered"
+//     report sent out through the outbound queue, which does not exist yet;
+//     BINARYMIME (mailboxes are served over IMAP as text); AUTH (MX).
+//
+// Rules (see Server and session for the code):
+//
+//   - RCPT: local users and aliases of our domains are accepted (user+tag@,
+//     domain case-insensitive); unknown local user 550 5.1.1; any other
+//     domain 554 5.7.1, whatever the client's address (no open relay); an
+//     alias forwarding outside 550 5.3.5 until the outbound queue exists;
+//     past max_recipients 452 4.5.3 (go-smtp); non-ASCII addresses without
+//     SMTPUTF8 553 5.6.7 (RFC 6531 §3.5).
+//   - DATA/BDAT: streamed through inputFilter into a delivery.Spool; past
+//     max_message_size 552 5.3.4 while the rest is read and discarded; the
+//     250 reply ("Ok: delivered as ID") only once every copy is fsynced; a
+//     storage fault is 451 4.3.0 and leaves no copy behind.
+//   - Protection: command_timeout per command line, data_timeout per read
+//     during DATA/BDAT (421 4.4.2 and close); max_connections and
+//     max_connections_per_ip (421 4.7.0 at connect, internal/connlimit);
+//     max_errors replies of 4xx/5xx end the session with 421 4.7.0 (go-smtp
+//     itself closes after 4 syntax errors); from the fourth rejected RCPT on,
+//     each waits tarpit_delay times its rank (at most 30 s).
+//   - Every reply of ours is an unwrapped *gosmtp.SMTPError made by toReply;
+//     4xx/5xx texts end with the connection id "(cid)", which is also on
+//     every log line of the connection.
+//
+// Implementation notes: go-smtp owns the protocol loop; conn sits below it
+// (and below the tls.Conn of STARTTLS) to renew read deadlines, to close
+// after a final reply, and to say 421 to idle clients at shutdown. A
+// session lives from EHLO to STARTTLS or the end; what outlives it (cid,
+// error and tarpit counts) is in conn. go-smtp's parser refuses
+// "RCPT TO:<postmaster>" without a domain (RFC 5321 §4.5.1 wants it
+// accepted).
+package smtp
