@@ -429,10 +429,9 @@ func (c *conn) send(i, bodyLines int) error {
 	} else {
 		c.ok("top of message %d follows", i+1)
 	}
-	if c.buf == nil {
-		c.buf = make([]byte, streamBufSize)
-	}
-	if err := writeMessage(c.w, f, bodyLines, c.buf); err != nil {
+	buf := c.srv.bufs.Get().(*[]byte)
+	defer c.srv.bufs.Put(buf)
+	if err := writeMessage(c.w, f, bodyLines, *buf); err != nil {
 		// The response has begun: the only honest end is to drop the connection.
 		return dropError{fmt.Errorf("sending message %d (UID %d): %w", i+1, m.UID, err)}
 	}

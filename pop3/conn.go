@@ -84,7 +84,6 @@ type conn struct {
 	secretLine   bool      // the next line read is a SASL response: keep it out of the trace
 	user         string    // canonical user address, once logged in
 	drop         *maildrop // the locked maildrop, in TRANSACTION and UPDATE
-	buf          []byte    // RETR/TOP read buffer, made on first use
 }
 
 func newConn(s *Server, nc net.Conn) *conn {

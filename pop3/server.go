@@ -96,6 +96,10 @@ type Server struct {
 	locks     map[string]string // locked maildrops: user → cid of the holder
 
 	wg sync.WaitGroup // session goroutines
+
+	// bufs holds RETR/TOP read buffers (*[]byte of streamBufSize), so an
+	// idle session holds none.
+	bufs sync.Pool
 }
 
 // New checks the options and returns a Server.
@@ -120,6 +124,7 @@ func New(opts Options) (*Server, error) {
 		conns:          make(map[*conn]struct{}),
 		locks:          make(map[string]string),
 	}
+	s.bufs.New = func() any { b := make([]byte, streamBufSize); return &b }
 	if s.idleTimeout <= 0 {
 		s.idleTimeout = DefaultIdleTimeout
 	}

