@@ -132,7 +132,14 @@ func readModSeq(dir string) uint64 {
 
 // writeFileAtomic writes path through a temporary file and a rename.
 func writeFileAtomic(path string, data []byte, durable bool) error {
-	tmp := fmt.Sprintf("%s.tmp.%d.%d", path, os.Getpid(), time.Now().UnixNano())
+	// The temporary file goes to the maildir's tmp/ (where leftovers of a
+	// crash are cleaned up like any other), else next to path.
+	dir, name := filepath.Split(path)
+	tmpDir := filepath.Join(dir, "tmp")
+	if _, err := os.Stat(tmpDir); err != nil {
+		tmpDir = dir
+	}
+	tmp := filepath.Join(tmpDir, fmt.Sprintf(".%s.%d.%d", name, os.Getpid(), time.Now().UnixNano()))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("maildir: write %s: %w", path, err)
@@ -426,6 +433,7 @@ func (m *Mailbox) loadMeta() error {
 			return fmt.Errorf("maildir: %w", err)
 		}
 	}
+	cleanTmp(m.dir + "/tmp")
 	kw, kwID, err := readKeywordFile(m.dir)
 	if err != nil {
 		return err
@@ -467,6 +475,24 @@ func (m *Mailbox) reloadKeywordsIfChanged() error {
 	m.kwID = id
 	m.mu.Unlock()
 	return nil
+}
+
+// tmpMaxAge: files in tmp/ older than this are leftovers of a crash (the
+// Maildir convention and Dovecot's default say 36 hours).
+const tmpMaxAge = 36 * time.Hour
+
+// cleanTmp removes old leftovers from a tmp/ directory.
+func cleanTmp(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	cutoff := time.Now().Add(-tmpMaxAge)
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && info.ModTime().Before(cutoff) {
+			_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // compactNames copies the names of a freshly loaded index into one block of

@@ -240,23 +240,28 @@ func appendUidRecord(buf []byte, uid uint32, base string, vsize int64) []byte {
 // dead process of this host.
 type dotlock struct {
 	path string
-	done bool // released (or consumed by replace)
+	done bool // released
 }
 
 func acquireDotlock(dir, name, host string, pid int) (*dotlock, error) {
 	path := filepath.Join(dir, name)
-	content := []byte(strconv.Itoa(pid) + ":" + host)
+	// The lock appears with its content already in it (a temporary file
+	// linked to the lock name, as Dovecot does), so a process killed at any
+	// point never leaves an empty lock that nobody could judge stale.
+	tmpDir := filepath.Join(dir, "tmp")
+	if _, err := os.Stat(tmpDir); err != nil {
+		tmpDir = dir
+	}
+	tmp := filepath.Join(tmpDir, fmt.Sprintf(".temp.%s.%d.%s.lock", host, pid, newGUID()[:12]))
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+":"+host), 0o600); err != nil {
+		return nil, fmt.Errorf("maildir: lock %s: %w", path, err)
+	}
+	defer os.Remove(tmp)
 	deadline := time.Now().Add(lockWait)
 	sleep := 100 * time.Microsecond
 	for {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		err := os.Link(tmp, path)
 		if err == nil {
-			_, werr := f.Write(content)
-			cerr := f.Close()
-			if werr != nil || cerr != nil {
-				_ = os.Remove(path)
-				return nil, fmt.Errorf("maildir: write lock %s: %w", path, errors.Join(werr, cerr))
-			}
 			return &dotlock{path: path}, nil
 		}
 		if !errors.Is(err, os.ErrExist) {
@@ -272,7 +277,8 @@ func acquireDotlock(dir, name, host string, pid int) (*dotlock, error) {
 			continue
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("maildir: lock %s: held by another process for over %s", path, lockWait)
+			holder, _ := os.ReadFile(path)
+			return nil, fmt.Errorf("maildir: lock %s: held by another process (%q) for over %s", path, holder, lockWait)
 		}
 		time.Sleep(sleep)
 		if sleep < 20*time.Millisecond {
@@ -319,32 +325,13 @@ func (l *dotlock) release() error {
 	return nil
 }
 
-// replace writes content into the lock file and renames it over target, the
-// way Dovecot's file_dotlock_replace does: the new file appears atomically and
-// the lock is released by the same rename. With durable, the data and the
-// directory are fsynced.
+// replace writes content to a temporary file and renames it over target
+// while the lock is held; durable fsyncs the data and the directory. (Dovecot
+// writes the new content into the lock file itself and renames that; a process
+// killed half-way would then leave a lock without its "PID:HOST", which others
+// could only judge stale after two minutes.)
 func (l *dotlock) replace(target string, content []byte, durable bool) error {
-	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("maildir: rewrite %s: %w", target, err)
-	}
-	_, err = f.Write(content)
-	if err == nil && durable {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(l.path, target)
-		if err == nil {
-			l.done = true
-		}
-	}
-	if err == nil && durable {
-		err = syncDir(filepath.Dir(target))
-	}
-	if err != nil {
+	if err := writeFileAtomic(target, content, durable); err != nil {
 		return fmt.Errorf("maildir: rewrite %s: %w", target, err)
 	}
 	return nil
