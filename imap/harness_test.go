@@ -45,7 +45,10 @@ type testServer struct {
 	addr      string // plain (STARTTLS) listener
 	tlsAddr   string // implicit TLS listener
 	clientTLS *tls.Config
+	serverTLS *tls.Config
 	log       *testLog
+	wg        sync.WaitGroup // Serve calls
+	t         testing.TB
 }
 
 // testLog collects the server's log lines for the test output and for
@@ -105,33 +108,16 @@ func startServer(t testing.TB, mod func(*imap.Options)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{srv: srv, store: store, dataDir: dir, clientTLS: clientTLS, log: tl}
-	plain, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rawTLS, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.addr, ts.tlsAddr = plain.Addr().String(), rawTLS.Addr().String()
-	var wg sync.WaitGroup
-	for _, l := range []net.Listener{plain, tls.NewListener(rawTLS, serverTLS)} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(l); err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		}()
-	}
+	ts := &testServer{srv: srv, store: store, dataDir: dir, clientTLS: clientTLS, serverTLS: serverTLS, log: tl, t: t}
+	ts.addr = ts.listen(false, false)
+	ts.tlsAddr = ts.listen(false, true)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		wg.Wait()
+		ts.wg.Wait()
 		if n := srv.Panics(); n > 0 {
 			t.Errorf("%d session panics recovered; log:\n%s", n, tl.String())
 		}
@@ -141,6 +127,49 @@ func startServer(t testing.TB, mod func(*imap.Options)) *testServer {
 		}
 	})
 	return ts
+}
+
+// listen serves one more listener on 127.0.0.1: with remote, its
+// connections claim to come from 192.0.2.7 (so they are not loopback); with
+// implicitTLS, it is a TLS listener.
+func (ts *testServer) listen(remote, implicitTLS bool) string {
+	ts.t.Helper()
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	var l net.Listener = raw
+	if remote {
+		l = remoteListener{l}
+	}
+	if implicitTLS {
+		l = tls.NewListener(l, ts.serverTLS)
+	}
+	ts.wg.Add(1)
+	go func() {
+		defer ts.wg.Done()
+		if err := ts.srv.Serve(l); err != nil {
+			ts.t.Errorf("Serve: %v", err)
+		}
+	}()
+	return raw.Addr().String()
+}
+
+// remoteListener makes connections look like they come from elsewhere.
+type remoteListener struct{ net.Listener }
+
+func (l remoteListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return remoteConn{c}, nil
+}
+
+type remoteConn struct{ net.Conn }
+
+func (remoteConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 40000}
 }
 
 // testCerts makes a self-signed certificate for 127.0.0.1 and a client

@@ -1,6 +1,7 @@
 package imap
 
 import (
+	"errors"
 	"io"
 	"slices"
 	"strings"
@@ -72,6 +73,9 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 			continue
 		}
 		data := imap.ListData{Delim: maildir.Delimiter, Mailbox: mb.Name}
+		if mb.NoSelect {
+			data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
+		}
 		if mb.HasChildren {
 			data.Attrs = append(data.Attrs, imap.MailboxAttrHasChildren)
 		} else {
@@ -186,7 +190,23 @@ func (s *session) Delete(name string) error {
 // messages (RFC 9051 §6.3.6), which the store does.
 func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) error {
 	defer s.cmd()()
-	return s.mapErr("rename", s.mail.RenameMailbox(oldName, strings.TrimSuffix(newName, delim)))
+	newName = strings.TrimSuffix(newName, delim)
+	// RFC 9051 §6.3.6: the superior names the new name needs are created.
+	for i := strings.IndexByte(newName, maildir.Delimiter); i > 0; i = nextDelim(newName, i) {
+		if err := s.mail.CreateMailbox(newName[:i]); err != nil && !errors.Is(err, maildir.ErrExists) {
+			return s.mapErr("rename", err)
+		}
+	}
+	return s.mapErr("rename", s.mail.RenameMailbox(oldName, newName))
+}
+
+// nextDelim is the index of the next delimiter after i, or -1.
+func nextDelim(name string, i int) int {
+	j := strings.IndexByte(name[i+1:], maildir.Delimiter)
+	if j < 0 {
+		return -1
+	}
+	return i + 1 + j
 }
 
 // Subscribe adds a name to the subscriptions.

@@ -140,6 +140,10 @@ func (s *session) mapErr(op string, err error) error {
 		return no(imap.ResponseCodeCannot, "Invalid mailbox name")
 	case errors.Is(err, maildir.ErrInbox):
 		return no(imap.ResponseCodeCannot, "Not possible for INBOX")
+	case errors.Is(err, maildir.ErrInvalidFlag):
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug, Text: "Invalid flag"}
+	case errors.Is(err, maildir.ErrTooManyKeywords):
+		return no(imap.ResponseCodeLimit, "Too many keywords in this mailbox")
 	case errors.Is(err, maildir.ErrNoSuchMessage):
 		return no(respCodeExpungeIssued, "Some messages were expunged")
 	case errors.Is(err, errTooBig):
