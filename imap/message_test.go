@@ -100,8 +100,8 @@ func TestFetchSections(t *testing.T) {
 		{Part: []int{3}, Specifier: imap.PartSpecifierHeader},
 		{Part: []int{3}, Specifier: imap.PartSpecifierText},
 		{Part: []int{3, 1}},
-		{Part: []int{4}},          // no such part: empty
-		{Part: []int{2, 1}},       // part 1 of a single part is itself
+		{Part: []int{4}},    // no such part: empty
+		{Part: []int{2, 1}}, // part 1 of a single part is itself
 		{Partial: &imap.SectionPartial{Offset: 10, Size: 20}},
 		{Part: []int{1, 1}, Partial: &imap.SectionPartial{Offset: 5, Size: 1000}},
 		{Specifier: imap.PartSpecifierText, Partial: &imap.SectionPartial{Offset: 100000, Size: 10}},
