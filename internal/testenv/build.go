@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 const modulePath = "github.com/postyard-mail/postyard"
@@ -50,13 +51,27 @@ func build() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Join(os.TempDir(), "postyard-testbin", sum)
+	cache := filepath.Join(os.TempDir(), "postyard-testbin")
+	dir := filepath.Join(cache, sum)
 	bin := filepath.Join(dir, "postyard")
 	if fi, err := os.Stat(bin); err == nil && fi.Mode().IsRegular() {
+		now := time.Now()
+		_ = os.Chtimes(dir, now, now) // in use: keep it from pruneCache
 		return bin, nil
 	}
+	pruneCache(cache, sum)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
+	}
+	// The test processes of one `go test ./...` start together: let one
+	// build while the others wait for its binary (CPU is scarce in CI).
+	unlock, err := lockFile(filepath.Join(dir, "build.lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if fi, err := os.Stat(bin); err == nil && fi.Mode().IsRegular() {
+		return bin, nil
 	}
 	tmp, err := os.CreateTemp(dir, "postyard.build*")
 	if err != nil {
@@ -70,12 +85,27 @@ func build() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
 	}
-	// Parallel test processes may race here; rename is atomic and both
-	// binaries are built from the same sources.
 	if err := os.Rename(tmp.Name(), bin); err != nil {
 		return "", err
 	}
 	return bin, nil
+}
+
+// cacheUnused is how long a cached binary nobody asked for is kept.
+const cacheUnused = 2 * time.Hour
+
+// pruneCache removes cached builds other than keep that no test process
+// used for cacheUnused, so edits during a long session do not fill /tmp.
+func pruneCache(cache, keep string) {
+	entries, _ := os.ReadDir(cache)
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == keep {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > cacheUnused {
+			_ = os.RemoveAll(filepath.Join(cache, e.Name()))
+		}
+	}
 }
 
 // goTool is the go command: from PATH, else the usual install location.
