@@ -5,11 +5,14 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
+	"path/filepath"
 
 	"github.com/postyard-mail/postyard/accounts"
 	"github.com/postyard-mail/postyard/config"
+	"github.com/postyard-mail/postyard/delivery"
 	"github.com/postyard-mail/postyard/maildir"
 	"github.com/postyard-mail/postyard/pop3"
+	"github.com/postyard-mail/postyard/smtp"
 )
 
 // Service is one protocol front end. The server calls Serve once per bound
@@ -90,7 +93,13 @@ func newServices(d *deps) (map[string]Service, error) {
 
 // newSMTP builds the inbound MX service (smtp.listen).
 func newSMTP(d *deps) (Service, error) {
-	return newPlaceholder(protoSMTP, smtpPlaceholder, d), nil
+	local, err := delivery.NewLocal(delivery.LocalOptions{Store: delivery.MaildirStore{S: d.store},
+		SpoolDir: filepath.Join(d.cfg.DataDir, "tmp"), Logger: d.log(protoSMTP)})
+	if err != nil {
+		return nil, err
+	}
+	return smtp.New(smtp.Options{Config: d.cfg.SMTP, Hostname: d.cfg.Hostname, Directory: d.accounts,
+		Deliverer: local, TLSConfig: d.tls, Logger: d.log(protoSMTP)})
 }
 
 // newSubmission builds the authenticated submission service

@@ -17,6 +17,7 @@ import (
 	"github.com/postyard-mail/postyard/accounts"
 	"github.com/postyard-mail/postyard/config"
 	"github.com/postyard-mail/postyard/delivery"
+	"github.com/postyard-mail/postyard/internal/cid"
 	"github.com/postyard-mail/postyard/internal/connlimit"
 )
 
@@ -146,7 +147,6 @@ func New(opts Options) (*Server, error) {
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
-	s.logger = s.logger.With("service", s.kind.String())
 	if s.cmdTimeout <= 0 {
 		s.cmdTimeout = defaultCommandTimeout
 	}
@@ -294,7 +294,7 @@ func (s *Server) NewSession(sc *gosmtp.Conn) (gosmtp.Session, error) {
 		return nil, r
 	}
 	_, isTLS := sc.TLSConnectionState()
-	c.log.Debug("session", "helo", sc.Hostname(), "tls", isTLS)
+	c.log.Debug("session", "kind", s.kind.String(), "helo", sc.Hostname(), "tls", isTLS)
 	return &session{srv: s, c: c, sc: sc, kind: s.kind}, nil
 }
 
@@ -313,8 +313,9 @@ func (l *listener) Accept() (net.Conn, error) {
 }
 
 func (s *Server) track(nc net.Conn) *conn {
-	c := &conn{Conn: nc, srv: s, cid: newCID(), remoteIP: connlimit.RemoteIP(nc), start: time.Now()}
-	c.log = s.logger.With("cid", c.cid, "remote", c.remoteIP.String())
+	c := &conn{Conn: nc, srv: s, remoteIP: connlimit.RemoteIP(nc), start: time.Now()}
+	c.log, c.cid = cid.With(s.logger)
+	c.log = c.log.With("remote", c.remoteIP.String())
 	s.mu.Lock()
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
