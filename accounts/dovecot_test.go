@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // These tests check compatibility with Dovecot itself (Debian's
@@ -77,7 +79,7 @@ func TestVerifyDoveadmHashes(t *testing.T) {
 				if ok, err := VerifyHash(h, wrong); ok || err != nil {
 					t.Errorf("VerifyHash(%s, %q) = %v, %v; want false", h, wrong, ok, err)
 				}
-				if len(pw) > 1 {
+				if len(pw) > 1 && !strings.HasPrefix(tt.scheme, "ARGON2") { // argon2 at Dovecot's cost is slow under -race
 					if ok, err := VerifyHash(h, pw[:len(pw)-1]); ok != (tt.scheme == "BLF-CRYPT" && len(pw) > 72) || err != nil {
 						t.Errorf("VerifyHash(%s, shorter password) = %v, %v", h, ok, err)
 					}
@@ -90,10 +92,15 @@ func TestVerifyDoveadmHashes(t *testing.T) {
 func TestDoveadmVerifiesOurHashes(t *testing.T) {
 	needDoveadm(t)
 	for _, scheme := range []string{SchemeArgon2ID, SchemeArgon2I, SchemeBlfCrypt, SchemeSHA512Crypt, SchemeSHA256Crypt, SchemePlain} {
-		for _, pw := range []string{"secret", "pässwörd with spaces"} {
+		for i, pw := range []string{"secret", "pässwörd with spaces"} {
 			t.Run(scheme+"/"+pw, func(t *testing.T) {
 				t.Parallel()
 				h, err := HashPassword(scheme, pw)
+				if scheme == SchemeBlfCrypt && i > 0 {
+					// bcrypt at our cost takes seconds under -race; the
+					// second one at the minimum cost checks the encoding.
+					h, err = hashPassword(scheme, pw, bcrypt.MinCost)
+				}
 				if err != nil {
 					t.Fatal(err)
 				}

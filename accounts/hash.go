@@ -72,6 +72,10 @@ type verifier interface {
 // with fresh random salt: ARGON2ID (the default), ARGON2I, BLF-CRYPT,
 // SHA512-CRYPT, SHA256-CRYPT or PLAIN. Dovecot verifies every result.
 func HashPassword(scheme, password string) (string, error) {
+	return hashPassword(scheme, password, bcryptCost)
+}
+
+func hashPassword(scheme, password string, bcryptCost int) (string, error) {
 	if password == "" {
 		return "", fmt.Errorf("%w: empty", ErrBadPassword)
 	}
