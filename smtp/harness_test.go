@@ -135,7 +135,7 @@ func startServerWith(t testing.TB, store *deliverytest.MemStore, d smtp.Delivere
 		Directory: dir,
 		Deliverer: d,
 		TLSConfig: testTLSConfig(t),
-		Logger:    testLogger(t),
+		Logger:    loggerFor(t),
 	}
 	for _, f := range opts {
 		f(&o)
@@ -167,6 +167,14 @@ func startServerWith(t testing.TB, store *deliverytest.MemStore, d smtp.Delivere
 		}
 	})
 	return &testServer{addr: l.Addr().String(), srv: srv, store: store, dir: dir, opts: o}
+}
+
+// loggerFor is testLogger in tests and a discarding logger in benchmarks.
+func loggerFor(t testing.TB) *slog.Logger {
+	if _, ok := t.(*testing.B); ok {
+		return slog.New(slog.DiscardHandler)
+	}
+	return testLogger(t)
 }
 
 // testLogger logs to t.Log until the test ends.

@@ -20,7 +20,7 @@ type realEnv struct {
 	ts      *testServer
 }
 
-func startReal(t testing.TB, users []string, aliases map[string][]string) *realEnv {
+func startReal(t testing.TB, users []string, aliases map[string][]string, opts ...serverOption) *realEnv {
 	t.Helper()
 	dataDir := t.TempDir()
 	for _, u := range users {
@@ -32,20 +32,20 @@ func startReal(t testing.TB, users []string, aliases map[string][]string) *realE
 			t.Fatal(err)
 		}
 	}
-	dir, err := accounts.Open(dataDir, []string{"example.test"}, testLogger(t))
+	dir, err := accounts.Open(dataDir, []string{"example.test"}, loggerFor(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := maildir.New(filepath.Join(dataDir, "mail"), testLogger(t))
+	store, err := maildir.New(filepath.Join(dataDir, "mail"), loggerFor(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	local, err := delivery.NewLocal(delivery.LocalOptions{Store: delivery.MaildirStore{S: store}, SpoolDir: filepath.Join(dataDir, "tmp"), Logger: testLogger(t)})
+	local, err := delivery.NewLocal(delivery.LocalOptions{Store: delivery.MaildirStore{S: store}, SpoolDir: filepath.Join(dataDir, "tmp"), Logger: loggerFor(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := startServerWith(t, nil, local, func(o *smtp.Options) { o.Directory = dir })
+	ts := startServerWith(t, nil, local, append([]serverOption{func(o *smtp.Options) { o.Directory = dir }}, opts...)...)
 	return &realEnv{dataDir: dataDir, store: store, ts: ts}
 }
 

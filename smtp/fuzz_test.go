@@ -1,0 +1,49 @@
+package smtp_test
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// FuzzSession feeds arbitrary client input to a real server (EXAMPLES 25):
+// whatever arrives, no session panics, and the server still serves the next
+// client.
+func FuzzSession(f *testing.F) {
+	for _, seed := range []string{
+		"EHLO a\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+		"EHLO a\r\nMAIL FROM:<> SIZE=10\r\nRCPT TO:<team@example.test>\r\nBDAT 5 LAST\r\nhelloQUIT\r\n",
+		"HELO a\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@elsewhere.example>\r\nRCPT TO:<nobody@example.test>\r\nRSET\r\nNOOP\r\n",
+		"EHLO a\r\nMAIL FROM:<jö@b> SMTPUTF8\r\nRCPT TO:<jöran@example.test>\r\nDATA\r\nReceived: x\nReceived: y\n\n\x00\r\r\n.\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+		"EHLO a\r\nBDAT 10\r\nMAIL FROM:<a@b>\r\nBDAT x\r\nSTARTTLS\r\n",
+		"EHLO a\r\nMAIL FROM:<a@b>\r\nRCPT TO:<alice@example.test>\r\nBDAT 3\r\nabcBDAT 0 LAST\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	ts := startServer(f, unlimited)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		go func() {
+			_, _ = c.Write(in)
+			_ = c.(*net.TCPConn).CloseWrite()
+		}()
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("the server did not end the session within 10 s")
+			}
+		}
+		if n := ts.srv.Panics(); n != 0 {
+			t.Fatalf("%d panics", n)
+		}
+		if o := runGoSMTP(t, ts.addr, transaction{from: "a@remote.example", rcpt: "alice@example.test"}); o.rcptCode != 250 {
+			t.Fatalf("server unhealthy after the input: RCPT %d", o.rcptCode)
+		}
+	})
+}
