@@ -102,13 +102,14 @@ type poplibResult struct {
 	Quit       string   `json:"quit"`
 }
 
-// checkPoplib runs the poplib script against addr and checks what it got
-// against msgs (the maildrop's content, in order).
-func checkPoplib(t *testing.T, addr, mode, certFile, user, pw string, msgs []string) {
+// checkPoplib runs the poplib script against addr as alice and checks what
+// it got against msgs (the maildrop's content, in order). insecure says the
+// server treats the connection as insecure before STLS.
+func checkPoplib(t *testing.T, addr, mode, certFile string, insecure bool, msgs []string) {
 	t.Helper()
 	python := lookTool(t, "python3")
 	host, port, _ := strings.Cut(addr, ":")
-	out, err := runTool(t, nil, python, "-c", poplibScript, host, port, user, pw, mode, certFile)
+	out, err := runTool(t, nil, python, "-c", poplibScript, host, port, alice, alicePW, mode, certFile)
 	if err != nil {
 		t.Fatalf("poplib: %v", err)
 	}
@@ -119,7 +120,7 @@ func checkPoplib(t *testing.T, addr, mode, certFile, user, pw string, msgs []str
 	if !strings.HasPrefix(res.Welcome, "+OK ") {
 		t.Errorf("welcome %q", res.Welcome)
 	}
-	if mode == "stls" && (slices.Contains(res.CapaBefore, "USER") || !slices.Contains(res.CapaBefore, "STLS")) {
+	if mode == "stls" && (slices.Contains(res.CapaBefore, "USER") != !insecure || !slices.Contains(res.CapaBefore, "STLS")) {
 		t.Errorf("CAPA before STLS: %q", res.CapaBefore)
 	}
 	for _, c := range []string{"USER", "UIDL", "TOP", "SASL", "RESP-CODES", "PIPELINING"} {
@@ -175,7 +176,7 @@ func TestPoplib(t *testing.T) {
 			if mode == "ssl" {
 				addr = e.implicit
 			}
-			checkPoplib(t, addr, mode, e.certFile, alice, alicePW, msgs)
+			checkPoplib(t, addr, mode, e.certFile, mode == "stls", msgs)
 			if snap, err := e.inbox(alice).Snapshot(); err != nil || len(snap.Messages) != 0 {
 				t.Errorf("after DELE and QUIT the store holds %d messages (%v)", len(snap.Messages), err)
 			}
@@ -185,14 +186,14 @@ func TestPoplib(t *testing.T) {
 
 // fetchmailRC is a fetchmail run control file that hands each message to a
 // script saving it in outDir.
-func fetchmailRC(t *testing.T, addr, certFile, user, pw, outDir string, implicitTLS, keep bool) string {
+func fetchmailRC(t *testing.T, addr, certFile, certName, user, pw, outDir string, implicitTLS, keep bool) string {
 	t.Helper()
 	host, port, _ := strings.Cut(addr, ":")
 	save := saveScript(t, outDir)
-	// The certificate names localhost; fetchmail dials 127.0.0.1.
-	tlsLine := `sslproto "TLS1.2+" sslcertck sslcertfile "` + certFile + `" sslcommonname "localhost"` // STLS, required
+	// The certificate names certName; fetchmail dials 127.0.0.1.
+	tlsLine := `sslproto "TLS1.2+" sslcertck sslcertfile "` + certFile + `" sslcommonname "` + certName + `"` // STLS, required
 	if implicitTLS {
-		tlsLine = `ssl sslcertck sslcertfile "` + certFile + `" sslcommonname "localhost"`
+		tlsLine = `ssl sslcertck sslcertfile "` + certFile + `" sslcommonname "` + certName + `"`
 	}
 	keepLine := "no keep fetchall"
 	if keep {
@@ -254,14 +255,14 @@ func sameMessages(t *testing.T, got, msgs []string) {
 	}
 }
 
-func checkFetchmail(t *testing.T, addr, certFile string, implicitTLS bool, msgs []string) {
+func checkFetchmail(t *testing.T, addr, certFile, certName string, implicitTLS bool, msgs []string) {
 	t.Helper()
 	fetchmail := lookTool(t, "fetchmail")
 	home := t.TempDir()
 	out := t.TempDir()
 	// First a run that keeps the mail (UIDL bookkeeping), then one that
 	// must find nothing new, then one that fetches all and deletes.
-	rc := fetchmailRC(t, addr, certFile, alice, alicePW, out, implicitTLS, true)
+	rc := fetchmailRC(t, addr, certFile, certName, alice, alicePW, out, implicitTLS, true)
 	env := []string{"FETCHMAILHOME=" + home, "HOME=" + home}
 	if _, err := runTool(t, env, fetchmail, "-f", rc, "-v", "--nodetach"); err != nil {
 		t.Fatalf("fetchmail (keep): %v", err)
@@ -275,7 +276,7 @@ func checkFetchmail(t *testing.T, addr, certFile string, implicitTLS bool, msgs 
 		t.Fatalf("second fetchmail run downloaded again: %d files", n)
 	}
 	out2 := t.TempDir()
-	rc = fetchmailRC(t, addr, certFile, alice, alicePW, out2, implicitTLS, false)
+	rc = fetchmailRC(t, addr, certFile, certName, alice, alicePW, out2, implicitTLS, false)
 	if _, err := runTool(t, env, fetchmail, "-f", rc, "-v", "--nodetach"); err != nil {
 		t.Fatalf("fetchmail (fetchall, delete): %v", err)
 	}
@@ -304,7 +305,7 @@ func TestFetchmail(t *testing.T) {
 			if implicitTLS {
 				addr = e.implicit
 			}
-			checkFetchmail(t, addr, e.certFile, implicitTLS, msgs)
+			checkFetchmail(t, addr, e.certFile, "localhost", implicitTLS, msgs)
 			if snap, err := e.inbox(alice).Snapshot(); err != nil || len(snap.Messages) != 0 {
 				t.Errorf("after fetchmail the store holds %d messages (%v)", len(snap.Messages), err)
 			}
@@ -325,14 +326,14 @@ func saveScript(t *testing.T, outDir string) string {
 
 // getmailRC writes a getmail6 rc that hands each message to a script saving
 // it in outDir (getmail's own Maildir destination refuses to run as root).
-func getmailRC(t *testing.T, addr, certFile, user, pw, outDir string, ssl, del bool) string {
+func getmailRC(t *testing.T, addr, certFile, certName, user, pw, outDir string, ssl, del bool) string {
 	t.Helper()
 	host, port, _ := strings.Cut(addr, ":")
 	retriever := "SimplePOP3Retriever"
 	extra := ""
 	if ssl {
 		retriever = "SimplePOP3SSLRetriever"
-		extra = "ca_certs = " + certFile + "\nssl_cert_hostname = localhost\n"
+		extra = "ca_certs = " + certFile + "\nssl_cert_hostname = " + certName + "\n"
 	}
 	rc := fmt.Sprintf(`[retriever]
 type = %s
@@ -358,13 +359,13 @@ verbose = 2
 	return path
 }
 
-func checkGetmail(t *testing.T, addr, certFile string, ssl bool, msgs []string) {
+func checkGetmail(t *testing.T, addr, certFile, certName string, ssl bool, msgs []string) {
 	t.Helper()
 	getmail := lookTool(t, "getmail")
 	gmDir := t.TempDir()
 	run := func(out string, del bool) {
 		t.Helper()
-		rc := getmailRC(t, addr, certFile, alice, alicePW, out, ssl, del)
+		rc := getmailRC(t, addr, certFile, certName, alice, alicePW, out, ssl, del)
 		if _, err := runTool(t, nil, getmail, "--getmaildir", gmDir, "--rcfile", rc); err != nil {
 			t.Fatalf("getmail: %v", err)
 		}
@@ -395,7 +396,7 @@ func TestGetmail(t *testing.T) {
 			if ssl {
 				addr = e.implicit
 			}
-			checkGetmail(t, addr, e.certFile, ssl, msgs)
+			checkGetmail(t, addr, e.certFile, "localhost", ssl, msgs)
 			if snap, err := e.inbox(alice).Snapshot(); err != nil || len(snap.Messages) != 0 {
 				t.Errorf("after getmail with delete the store holds %d messages (%v)", len(snap.Messages), err)
 			}

@@ -721,10 +721,10 @@ func TestShutdown(t *testing.T) {
 	})
 	t.Run("a stalled RETR is cut at the deadline", func(t *testing.T) {
 		e := newEnv(t)
-		e.deliver(alice, testMessage("big", strings.Repeat(strings.Repeat("x", 998)+"\r\n", 20000)))
+		e.deliver(alice, testMessage("big", strings.Repeat(strings.Repeat("x", 998)+"\r\n", 8000)))
 		c := e.dial(t)
 		c.login(alice, alicePW)
-		c.send("RETR 1") // and never read: the server blocks writing
+		c.send("RETR 1") // and never read: the server blocks writing (8 MB is more than the socket buffers take)
 		time.Sleep(100 * time.Millisecond)
 		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 		defer cancel()
@@ -741,4 +741,47 @@ func TestShutdown(t *testing.T) {
 func isReset(err error) bool {
 	var ne *net.OpError
 	return errors.As(err, &ne) && !ne.Timeout()
+}
+
+// TestExpungeReachesWatchers: DELE+QUIT goes through the store, so a
+// watcher of the INBOX (what an IMAP session in IDLE holds) gets an
+// expunge event for each deleted message, and a \Seen flag event for a
+// retrieved one that stays.
+func TestExpungeReachesWatchers(t *testing.T) {
+	e := newEnv(t)
+	keep := e.deliver(alice, testMessage("keep"))
+	gone1 := e.deliver(alice, testMessage("gone 1"))
+	gone2 := e.deliver(alice, testMessage("gone 2"))
+	w := e.inbox(alice).Watch()
+	defer w.Close()
+
+	c := e.dial(t)
+	c.login(alice, alicePW)
+	c.ok("RETR 1")
+	c.multi()
+	c.ok("DELE 2")
+	c.ok("DELE 3")
+	c.quit()
+
+	expunged := map[uint32]bool{}
+	seen := false
+	timeout := time.After(ioTimeout)
+	for len(expunged) < 2 || !seen {
+		select {
+		case ev := <-w.C:
+			switch ev.Kind {
+			case maildir.EventExpunge:
+				expunged[ev.UID] = true
+			case maildir.EventFlags:
+				if ev.UID == keep && slices.Contains(ev.Flags, maildir.FlagSeen) {
+					seen = true
+				}
+			}
+		case <-timeout:
+			t.Fatalf("events after QUIT: expunged %v, seen %v; want UIDs %d and %d expunged and %d seen", expunged, seen, gone1, gone2, keep)
+		}
+	}
+	if !expunged[gone1] || !expunged[gone2] || expunged[keep] {
+		t.Errorf("expunged %v, want %d and %d", expunged, gone1, gone2)
+	}
 }
