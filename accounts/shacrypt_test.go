@@ -1,6 +1,9 @@
 package accounts
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // The test vectors of Drepper's specification ("Unix crypt using SHA-256 and
 // SHA-512"), identical to what `openssl passwd -5/-6 -salt` prints.
@@ -52,5 +55,44 @@ func TestSHACryptSpecVectors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestHashRoundTrip(t *testing.T) {
+	for _, scheme := range []string{SchemeArgon2ID, SchemeArgon2I, SchemeBlfCrypt, SchemeSHA512Crypt, SchemeSHA256Crypt, SchemePlain, SchemeClear, "argon2id"} {
+		h, err := hashPassword(scheme, "pässwörd", 4)
+		if err != nil {
+			t.Fatalf("%s: %v", scheme, err)
+		}
+		if HashScheme(h) != strings.ToUpper(scheme) {
+			t.Errorf("HashScheme(%s) = %q", h, HashScheme(h))
+		}
+		for pw, want := range map[string]bool{"pässwörd": true, "pässwörD": false, "": false, "pässwörd ": false} {
+			if ok, err := VerifyHash(h, pw); ok != want || err != nil {
+				t.Errorf("VerifyHash(%s, %q) = %v, %v; want %v", h, pw, ok, err, want)
+			}
+		}
+	}
+	for _, tt := range []struct{ scheme, pw string }{
+		{SchemeArgon2ID, ""},
+		{SchemeArgon2ID, strings.Repeat("x", MaxPasswordLen+1)},
+		{SchemeBlfCrypt, strings.Repeat("x", 73)},
+		{SchemePlain, "a:b"},
+		{SchemePlain, "a\nb"},
+		{"MD5-CRYPT", "pw"},
+	} {
+		if h, err := HashPassword(tt.scheme, tt.pw); err == nil {
+			t.Errorf("HashPassword(%s, %q) = %q, want an error", tt.scheme, tt.pw, h)
+		}
+	}
+	for _, stored := range []string{
+		"{MD5-CRYPT}$1$salt$hash", "{SHA1}x", "$1$salt$hash", "plain", "{PLAIN", "{ARGON2ID}$argon2id$v=16$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g",
+		"{ARGON2ID}$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g", "{ARGON2ID}$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g",
+		"{ARGON2ID}$argon2id$v=19$m=8,t=1$c2FsdHNhbHQ$aGFzaGhhc2g", "{ARGON2ID}$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaGhhc2g",
+		"{SHA512-CRYPT}$6$salt$short", "{SHA256-CRYPT}$6$salt$" + strings.Repeat("a", 86), "{BLF-CRYPT}$2y$99$abc",
+	} {
+		if ok, err := VerifyHash(stored, "pw"); ok || err == nil {
+			t.Errorf("VerifyHash(%q) = %v, %v; want an error", stored, ok, err)
+		}
 	}
 }
