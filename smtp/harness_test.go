@@ -331,3 +331,17 @@ func testClientTLS() *tls.Config {
 }
 
 func newReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }
+
+// startTLS upgrades the connection (STARTTLS) and says EHLO again.
+func (rc *rawClient) startTLS() {
+	rc.t.Helper()
+	rc.cmd("STARTTLS", 220)
+	tc := tls.Client(rc.c, testClientTLS())
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		rc.t.Fatalf("TLS handshake: %v", err)
+	}
+	_ = tc.SetDeadline(time.Time{})
+	rc.c, rc.r = tc, bufio.NewReader(tc)
+	rc.cmd("EHLO client.test", 250)
+}

@@ -287,16 +287,23 @@ func TestTooManyErrors(t *testing.T) {
 		o.Config.MaxErrors = 5
 		o.Config.TarpitDelay = 0
 	})
-	rc := dialRaw(t, ts.addr)
-	rc.cmd("EHLO client.test", 250)
-	rc.cmd("MAIL FROM:<a@remote.example>", 250)
-	for i := range 4 {
-		rc.cmd(fmt.Sprintf("RCPT TO:<nobody%d@example.test>", i), 550)
+	for _, withTLS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", withTLS), func(t *testing.T) {
+			rc := dialRaw(t, ts.addr)
+			rc.cmd("EHLO client.test", 250)
+			if withTLS {
+				rc.startTLS()
+			}
+			rc.cmd("MAIL FROM:<a@remote.example>", 250)
+			for i := range 4 {
+				rc.cmd(fmt.Sprintf("RCPT TO:<nobody%d@example.test>", i), 550)
+			}
+			if text := rc.cmd("RCPT TO:<nobody@example.test>", 421); !strings.HasPrefix(text, "4.7.0") {
+				t.Errorf("text %q", text)
+			}
+			rc.expectClosed()
+		})
 	}
-	if text := rc.cmd("RCPT TO:<nobody@example.test>", 421); !strings.HasPrefix(text, "4.7.0") {
-		t.Errorf("text %q", text)
-	}
-	rc.expectClosed()
 }
 
 func TestTarpit(t *testing.T) {
@@ -439,6 +446,9 @@ func TestShutdown(t *testing.T) {
 	idle := dialRaw(t, ts.addr)
 	idle.cmd("EHLO idle.client.test", 250)
 	fresh := dialRaw(t, ts.addr) // no EHLO yet
+	idleTLS := dialRaw(t, ts.addr)
+	idleTLS.cmd("EHLO idle.client.test", 250)
+	idleTLS.startTLS()
 
 	busy := dialRaw(t, ts.addr)
 	busy.cmd("EHLO busy.client.test", 250)
@@ -453,7 +463,7 @@ func TestShutdown(t *testing.T) {
 		defer cancel()
 		done <- ts.srv.Shutdown(ctx)
 	}()
-	for _, rc := range []*rawClient{idle, fresh} {
+	for _, rc := range []*rawClient{idle, fresh, idleTLS} {
 		if text := rc.expect(421); !strings.HasPrefix(text, "4.3.2") {
 			t.Errorf("idle client got %q", text)
 		}
