@@ -124,7 +124,7 @@ in ./data, domain "localhost"). See config.example.toml for every key.`,
 		newVersionCmd(a),
 		newDKIMCmd(a),
 		newQueueCmd(a),
-		// dns goes here.
+		newDNSCmd(a),
 	)
 	return root
 }
