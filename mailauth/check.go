@@ -148,7 +148,7 @@ type Verdict struct {
 // MaxHeaderSize); DNS trouble is in the results, as temperror.
 func (c *Checker) Check(ctx context.Context, in Input) (Result, error) {
 	res := Result{Hostname: c.opts.Hostname}
-	br := bufio.NewReaderSize(in.Message, 32*1024)
+	br := bufio.NewReader(in.Message)
 	hdr, err := readHeader(br, MaxHeaderSize)
 	if err != nil {
 		return res, err

@@ -93,9 +93,17 @@ func fieldName(f []byte) (name, value string, ok bool) {
 		return "", "", false
 	}
 	name = strings.TrimRight(string(f[:i]), " \t")
-	v := string(f[i+1:])
-	v = strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(v)
-	return name, strings.TrimSpace(v), true
+	v := f[i+1:]
+	if bytes.IndexAny(v, "\r\n") >= 0 {
+		u := make([]byte, 0, len(v))
+		for _, c := range v {
+			if c != '\r' && c != '\n' {
+				u = append(u, c)
+			}
+		}
+		v = u
+	}
+	return name, strings.TrimSpace(string(v)), true
 }
 
 // authservID returns the authserv-id of an Authentication-Results value
