@@ -26,9 +26,19 @@ import (
 	"github.com/postyard-mail/postyard/mailauth"
 )
 
-// Keys are made once per test binary: RSA generation is slow.
+// testKeys returns the RSA key of testdata (generating 2048-bit keys takes
+// seconds on a busy machine; this one signs nothing but test messages) and
+// an ed25519 key made once per test binary.
 var testKeys = sync.OnceValues(func() (*rsa.PrivateKey, ed25519.PrivateKey) {
-	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	data, err := os.ReadFile("testdata/test-only-rsa2048.pem")
+	if err != nil {
+		panic(err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		panic("testdata/test-only-rsa2048.pem: no PEM block")
+	}
+	rk, err := x509.ParsePKCS1PrivateKey(block.Bytes)
 	if err != nil {
 		panic(err)
 	}
