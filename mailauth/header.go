@@ -94,7 +94,7 @@ func fieldName(f []byte) (name, value string, ok bool) {
 	}
 	name = strings.TrimRight(string(f[:i]), " \t")
 	v := f[i+1:]
-	if bytes.IndexAny(v, "\r\n") >= 0 {
+	if bytes.ContainsAny(v, "\r\n") {
 		u := make([]byte, 0, len(v))
 		for _, c := range v {
 			if c != '\r' && c != '\n' {
