@@ -79,6 +79,7 @@ type Mailbox struct {
 	reserved    uint64  // modseqs up to this value are persisted in postyard-modseq
 	kw          keywordTable
 	kwID        fileID
+	kwPending   bool // a message has a keyword letter without a name: watch dovecot-keywords
 	flagCache   map[flagBits][]string // interned Flags slices, reset when kw changes
 	snap        *Snapshot             // cached; nil after any change
 	watchers    map[*Watcher]struct{}
@@ -177,7 +178,8 @@ func (m *Mailbox) refresh() error {
 		return m.errGone()
 	}
 	m.lastUse = time.Now()
-	need := !m.loaded || m.dirty.Load() || m.uidlistChangedLocked() || m.pollChangedLocked()
+	need := !m.loaded || m.dirty.Load() || m.uidlistChangedLocked() || m.pollChangedLocked() ||
+		(m.kwPending && m.keywordsChangedLocked())
 	m.mu.Unlock()
 	if !need {
 		return nil
@@ -417,6 +419,7 @@ func (m *Mailbox) syncW() error {
 	}
 	if changed || first {
 		m.snap = nil
+		m.updateKwPendingLocked()
 	}
 	return nil
 }
@@ -450,7 +453,8 @@ func (m *Mailbox) loadMeta() error {
 }
 
 // reloadKeywordsIfChanged rereads dovecot-keywords after another program
-// changed it (new letters must render with their names). opMu and wmu held.
+// changed it (new letters must render with their names). Messages whose
+// letters got a new meaning are reported as flag changes. opMu and wmu held.
 func (m *Mailbox) reloadKeywordsIfChanged() error {
 	var id fileID
 	if st, err := os.Stat(filepath.Join(m.dir, keywordsName)); err == nil {
@@ -467,14 +471,57 @@ func (m *Mailbox) reloadKeywordsIfChanged() error {
 		return err
 	}
 	m.mu.Lock()
-	if kw != m.kw {
-		m.kw = kw
-		m.flagCache = nil
-		m.snap = nil
-	}
+	defer m.mu.Unlock()
 	m.kwID = id
-	m.mu.Unlock()
+	if kw == m.kw {
+		return nil
+	}
+	var changed flagBits
+	for i := range kw {
+		if kw[i] != m.kw[i] {
+			changed |= keywordBit(i)
+		}
+	}
+	m.kw = kw
+	m.flagCache = nil
+	m.snap = nil
+	for i := range m.entries {
+		e := &m.entries[i]
+		if e.bits&changed != 0 {
+			e.modseq = m.bumpModSeq()
+			m.emit(Event{Kind: EventFlags, UID: e.uid, Flags: m.flagsOf(e.bits), ModSeq: e.modseq})
+		}
+	}
+	m.updateKwPendingLocked()
 	return nil
+}
+
+// updateKwPendingLocked notes whether some message carries a keyword letter
+// that dovecot-keywords does not name (yet: another program may write the
+// file after the message), so that refresh watches that file. mu held.
+func (m *Mailbox) updateKwPendingLocked() {
+	var named flagBits
+	for i, k := range m.kw {
+		if k != "" {
+			named |= keywordBit(i)
+		}
+	}
+	m.kwPending = false
+	for i := range m.entries {
+		if m.entries[i].bits&lowerMask&^named != 0 {
+			m.kwPending = true
+			return
+		}
+	}
+}
+
+// keywordsChangedLocked: dovecot-keywords differs from what we read. mu held.
+func (m *Mailbox) keywordsChangedLocked() bool {
+	var id fileID
+	if st, err := os.Stat(filepath.Join(m.dir, keywordsName)); err == nil {
+		id = fileIDFromInfo(st)
+	}
+	return id != m.kwID
 }
 
 // tmpMaxAge: files in tmp/ older than this are leftovers of a crash (the

@@ -397,5 +397,6 @@ func (m *Mailbox) needsRefresh() bool {
 	if !m.loaded || m.gone {
 		return false
 	}
-	return m.dirty.Load() || m.uidlistChangedLocked() || m.pollChangedLocked()
+	return m.dirty.Load() || m.uidlistChangedLocked() || m.pollChangedLocked() ||
+		(m.kwPending && m.keywordsChangedLocked())
 }
