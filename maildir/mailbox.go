@@ -79,7 +79,7 @@ type Mailbox struct {
 	reserved    uint64  // modseqs up to this value are persisted in postyard-modseq
 	kw          keywordTable
 	kwID        fileID
-	kwPending   bool // a message has a keyword letter without a name: watch dovecot-keywords
+	kwPending   bool                  // a message has a keyword letter without a name: watch dovecot-keywords
 	flagCache   map[flagBits][]string // interned Flags slices, reset when kw changes
 	snap        *Snapshot             // cached; nil after any change
 	watchers    map[*Watcher]struct{}
