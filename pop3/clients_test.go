@@ -189,7 +189,7 @@ func TestPoplib(t *testing.T) {
 func fetchmailRC(t *testing.T, addr, certFile, certName, user, pw, outDir string, implicitTLS, keep bool) string {
 	t.Helper()
 	host, port, _ := strings.Cut(addr, ":")
-	save := saveScript(t, outDir)
+	save := saveScript(t, outDir, false)
 	// The certificate names certName; fetchmail dials 127.0.0.1.
 	tlsLine := `sslproto "TLS1.2+" sslcertck sslcertfile "` + certFile + `" sslcommonname "` + certName + `"` // STLS, required
 	if implicitTLS {
@@ -313,11 +313,19 @@ func TestFetchmail(t *testing.T) {
 	}
 }
 
-// saveScript writes a shell script that saves its stdin as a new file in outDir.
-func saveScript(t *testing.T, outDir string) string {
+// saveScript writes a shell script that saves its stdin as a new file in
+// outDir. For getmail it first sleeps a little: getmail installs its SIGCHLD
+// handler only after fork() returns in the parent (ForkingBase.forkchild),
+// so a child that exits before that is never noticed and getmail waits 60 s
+// for it (seen here under load); the sleep keeps the child alive past that
+// point.
+func saveScript(t *testing.T, outDir string, sleep bool) string {
 	t.Helper()
 	save := filepath.Join(t.TempDir(), "save.sh")
 	script := "#!/bin/sh\nexec cat > \"" + outDir + "/msg.$$\"\n"
+	if sleep {
+		script = "#!/bin/sh\nsleep 0.2\nexec cat > \"" + outDir + "/msg.$$\"\n"
+	}
 	if err := os.WriteFile(save, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +359,7 @@ allow_root_commands = true
 read_all = %v
 delete = %v
 verbose = 2
-`, retriever, host, port, user, pw, extra, saveScript(t, outDir), del, del)
+`, retriever, host, port, user, pw, extra, saveScript(t, outDir, true), del, del)
 	path := filepath.Join(t.TempDir(), "getmailrc")
 	if err := os.WriteFile(path, []byte(rc), 0o600); err != nil {
 		t.Fatal(err)

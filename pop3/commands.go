@@ -26,10 +26,12 @@ type maildrop struct {
 }
 
 // UIDL returns the unique-id listing of a message: Dovecot's default
-// pop3_uidl_format "%08Xu%08Xv", the IMAP UID then the UIDVALIDITY in
-// upper-case hex, so a maildrop moved from Dovecot keeps its UIDLs.
+// pop3_uidl_format "%08Xu%08Xv", the IMAP UID then the UIDVALIDITY as 8
+// hex digits each. Dovecot's %X modifier writes lower-case hex (checked
+// against Dovecot 2.3.19 by TestDovecotSameListing), so a maildrop moved
+// from Dovecot keeps its UIDLs.
 func UIDL(uid, uidValidity uint32) string {
-	return fmt.Sprintf("%08X%08X", uid, uidValidity)
+	return fmt.Sprintf("%08x%08x", uid, uidValidity)
 }
 
 // plaintextAllowed says whether passwords may be sent on this connection:

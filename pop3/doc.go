@@ -31,7 +31,8 @@
 //     \Seen to retrieved ones, as Dovecot does. A session that ends without
 //     QUIT changes nothing (RFC 1939 §6).
 //   - UIDL is Dovecot's default pop3_uidl_format %08Xu%08Xv: the IMAP UID and
-//     the UIDVALIDITY, each as 8 upper-case hex digits. It is stable across
+//     the UIDVALIDITY, each as 8 hex digits (lower-case: that is what
+//     Dovecot's %X writes). It is stable across
 //     sessions and restarts, and a maildrop moved from Dovecot (whose
 //     dovecot-uidlist the store keeps) keeps its UIDLs, so clients that
 //     "leave mail on the server" do not download everything again.

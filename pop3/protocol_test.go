@@ -496,7 +496,7 @@ func TestSession(t *testing.T) {
 	var wantList, wantUIDL []string
 	for i, m := range msgs {
 		wantList = append(wantList, fmt.Sprintf("%d %d", i+1, len(m)))
-		wantUIDL = append(wantUIDL, fmt.Sprintf("%d %08X%08X", i+1, uids[i], snap.UIDValidity))
+		wantUIDL = append(wantUIDL, fmt.Sprintf("%d %08x%08x", i+1, uids[i], snap.UIDValidity))
 	}
 	if got := c.multi(); !slices.Equal(got, wantList) {
 		t.Errorf("LIST: %q, want %q", got, wantList)
@@ -692,8 +692,8 @@ func TestUIDLStableAcrossRestarts(t *testing.T) {
 	}
 	for _, l := range first {
 		_, id, _ := strings.Cut(l, " ")
-		if len(id) != 16 || strings.ToUpper(id) != id {
-			t.Errorf("UIDL %q is not %%08X%%08X", id)
+		if len(id) != 16 || strings.ToLower(id) != id {
+			t.Errorf("UIDL %q is not %%08x%%08x", id)
 		}
 	}
 }
