@@ -144,10 +144,14 @@ func (d *Directory) SetDomains(domains []string) error {
 // malformed logins, so the time taken does not tell whether a user exists.
 func (d *Directory) Authenticate(login, password string) (string, error) {
 	d.maybeRefresh()
-	s := d.snap.Load()
 	var u *account
-	if local, domain, err := splitAddress(login); err == nil && len(password) <= MaxPasswordLen {
-		u = s.users[lookupKey(local, domain)]
+	lookup := func() {
+		if local, domain, err := splitAddress(login); err == nil && len(password) <= MaxPasswordLen {
+			u = d.snap.Load().users[lookupKey(local, domain)]
+		}
+	}
+	if lookup(); u == nil && d.refreshIfChanged() {
+		lookup()
 	}
 	v := d.dummy
 	if u != nil && u.v != nil {
@@ -176,7 +180,11 @@ func (d *Directory) Authenticate(login, password string) (string, error) {
 // catch-all "@domain" alias applies when nothing else matches.
 func (d *Directory) Resolve(addr string) (Resolution, error) {
 	d.maybeRefresh()
-	return d.resolve(addr, true)
+	res, err := d.resolve(addr, true)
+	if errors.Is(err, ErrNoSuchUser) && d.refreshIfChanged() {
+		return d.resolve(addr, true)
+	}
+	return res, err
 }
 
 func (d *Directory) resolve(addr string, catchAll bool) (Resolution, error) {
@@ -253,14 +261,25 @@ func (d *Directory) maybeRefresh() {
 	if now-last < int64(d.pollInterval) || !d.lastCheck.CompareAndSwap(last, now) {
 		return
 	}
+	d.refreshIfChanged()
+}
+
+// refreshIfChanged rereads the files when their stamps changed and reports
+// whether it did. Lookups that miss call it without the pollInterval
+// throttle: a user added a moment ago must not get a permanent 550 (the
+// sender would bounce the mail for good), and two stats cost little next to
+// the tarpit a miss earns.
+func (d *Directory) refreshIfChanged() bool {
 	s := d.snap.Load()
 	if statFile(filepath.Join(d.dataDir, passwdName)) == s.passwdStamp &&
 		statFile(filepath.Join(d.dataDir, aliasesName)) == s.aliasesStamp {
-		return
+		return false
 	}
 	if err := d.Reload(); err != nil {
 		d.logger.Error("accounts: reload failed, keeping the previous state", "err", err)
+		return false
 	}
+	return true
 }
 
 // fileStamp tells whether a file changed: a rename gives a new inode, an
