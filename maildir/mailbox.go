@@ -57,8 +57,9 @@ type Mailbox struct {
 	opMu sync.Mutex
 	wmu  sync.Mutex
 
-	qmu   sync.Mutex // guards queue
-	queue []*pending // saves waiting for the next delivery batch
+	qmu        sync.Mutex // guards queue and committing
+	queue      []*pending // saves waiting for the next delivery batch
+	committing bool       // a leader is committing batches
 
 	dirty  atomic.Bool // set by the notifier: new/ or cur/ changed behind our back
 	bgBusy atomic.Bool // a background refresh is running

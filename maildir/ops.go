@@ -20,7 +20,8 @@ type pending struct {
 	vsize  int64
 	uid    uint32
 	err    error
-	done   chan struct{}
+	done   chan struct{} // closed when committed or failed
+	wake   chan struct{} // the caller becomes the leader of the next batch
 }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
@@ -113,24 +114,50 @@ func (m *Mailbox) save(r io.Reader, bits flagBits, date time.Time) (uint32, erro
 	return p.uid, nil
 }
 
-// commit puts files into the mailbox and gives them UIDs. Callers queue their
-// files; whoever holds wmu next takes the whole queue as one batch (one
-// uidlist lock, one directory fsync, one uidlist append and fsync for all), so
-// concurrent deliveries share the slow steps. It returns when every file of ps
-// is done (see each p.err).
+// commit puts files into the mailbox and gives them UIDs, with group commit:
+// the files of concurrent callers are committed together (one uidlist lock,
+// one directory fsync, one uidlist append and fsync for all). One caller at a
+// time is the leader: it takes everything queued, commits it, and hands the
+// lead to the first caller that queued meanwhile (so no caller serves others
+// for long); the other callers only wait for their files to be done. It
+// returns when every file of ps is done (see each p.err).
 func (m *Mailbox) commit(ps []*pending) {
+	if len(ps) == 0 {
+		return
+	}
+	for _, p := range ps {
+		p.wake = make(chan struct{}, 1)
+	}
 	m.qmu.Lock()
 	m.queue = append(m.queue, ps...)
+	lead := !m.committing
+	m.committing = true
 	m.qmu.Unlock()
-	m.wmu.Lock()
-	m.qmu.Lock()
-	batch := m.queue
-	m.queue = nil
-	m.qmu.Unlock()
-	if len(batch) > 0 {
-		m.commitBatch(batch)
+	if !lead {
+		select {
+		case <-ps[0].done:
+		case <-ps[0].wake:
+			lead = true
+		}
 	}
-	m.wmu.Unlock()
+	if lead {
+		m.qmu.Lock()
+		batch := m.queue
+		m.queue = nil
+		m.qmu.Unlock()
+		m.wmu.Lock()
+		m.commitBatch(batch)
+		m.wmu.Unlock()
+		m.qmu.Lock()
+		if len(m.queue) > 0 {
+			// Groups are queued whole, so the head is the first file of a
+			// waiting caller.
+			m.queue[0].wake <- struct{}{}
+		} else {
+			m.committing = false
+		}
+		m.qmu.Unlock()
+	}
 	for _, p := range ps {
 		<-p.done
 	}
@@ -195,22 +222,16 @@ func (m *Mailbox) commitBatch(batch []*pending) {
 		}
 		ok = append(ok, p)
 	}
-	for i, sub := range [2]string{"new", "cur"} {
-		if dirs[i] {
-			if err := syncDir(m.dir + "/" + sub); err != nil {
-				// The files are in place but maybe not durable: report failure
-				// (the caller retries; a duplicate beats a loss).
-				for _, p := range ok {
-					p.err = err
-				}
-			}
-		}
-	}
 	m.mu.Lock()
 	if next > m.nextUID {
 		m.nextUID = next
 	}
 	m.mu.Unlock()
+	// The uidlist records go first and are fsynced, then the directories:
+	// on ext4 the first fsync commits the renames too, so the directory
+	// fsyncs find little left to do. A crash between the two can leave a
+	// record whose rename is not durable yet; that message was not
+	// acknowledged, and a record without a file is ignored.
 	if rewrite {
 		all := make([]entry, 0, len(m.entries)+len(ok))
 		m.mu.Lock()
@@ -227,7 +248,14 @@ func (m *Mailbox) commitBatch(batch []*pending) {
 		}
 		err = m.appendUidlist(buf, len(ok))
 	}
+	for i, sub := range [2]string{"new", "cur"} {
+		if dirs[i] && err == nil {
+			err = syncDir(m.dir + "/" + sub)
+		}
+	}
 	if err != nil {
+		// The files are in place but maybe not durable: report failure
+		// (the caller retries; a duplicate beats a loss).
 		for _, p := range ok {
 			p.err = err
 		}

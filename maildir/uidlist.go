@@ -245,24 +245,37 @@ type dotlock struct {
 
 func acquireDotlock(dir, name, host string, pid int) (*dotlock, error) {
 	path := filepath.Join(dir, name)
-	// The lock appears with its content already in it (a temporary file
-	// linked to the lock name, as Dovecot does), so a process killed at any
-	// point never leaves an empty lock that nobody could judge stale.
+	// The lock appears with its content already in it (a file linked to the
+	// lock name, as Dovecot does), so a process killed at any point never
+	// leaves an empty lock that nobody could judge stale. That file is kept
+	// in tmp/ for the next lock of this process (a leftover is removed with
+	// tmp/'s other leftovers).
 	tmpDir := filepath.Join(dir, "tmp")
 	if _, err := os.Stat(tmpDir); err != nil {
 		tmpDir = dir
 	}
-	tmp := filepath.Join(tmpDir, fmt.Sprintf(".temp.%s.%d.%s.lock", host, pid, newGUID()[:12]))
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+":"+host), 0o600); err != nil {
-		return nil, fmt.Errorf("maildir: lock %s: %w", path, err)
-	}
-	defer os.Remove(tmp)
+	tmp := filepath.Join(tmpDir, fmt.Sprintf(".temp.%s.%d.%s", host, pid, name))
+	content := strconv.Itoa(pid) + ":" + host
 	deadline := time.Now().Add(lockWait)
 	sleep := 100 * time.Microsecond
 	for {
 		err := os.Link(tmp, path)
 		if err == nil {
 			return &dotlock{path: path}, nil
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			if _, serr := os.Stat(tmp); serr != nil {
+				// Written aside and renamed: a concurrent link never sees it empty.
+				aside := tmp + "." + newGUID()[:12]
+				if err := os.WriteFile(aside, []byte(content), 0o600); err != nil {
+					return nil, fmt.Errorf("maildir: lock %s: %w", path, err)
+				}
+				if err := os.Rename(aside, tmp); err != nil {
+					_ = os.Remove(aside)
+					return nil, fmt.Errorf("maildir: lock %s: %w", path, err)
+				}
+				continue
+			}
 		}
 		if !errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("maildir: lock %s: %w", path, err)
