@@ -56,13 +56,27 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	}
 	needContent := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
 		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	// Of a message expunged by someone else (its EXPUNGE not sent yet),
+	// the UID is still known: a FETCH of UID alone is answered.
+	onlyUID := options.UID && !needContent && !options.Flags && !options.InternalDate && !options.RFC822Size
 	var gone bool
+	missing := func(it item) {
+		if !onlyUID {
+			gone = true
+			return
+		}
+		rw := w.CreateMessage(it.seq)
+		rw.WriteUID(imap.UID(it.uid))
+		if err := rw.Close(); err != nil {
+			gone = true
+		}
+	}
 	err = forEachMessage(snap, items, func(it item, m *maildir.Message) error {
 		var msg *message
 		if needContent {
 			rc, _, err := v.mbox.Open(it.uid)
 			if errors.Is(err, maildir.ErrNoSuchMessage) {
-				gone = true
+				missing(it)
 				return nil
 			}
 			if err != nil {
@@ -76,7 +90,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			flags = m.Flags
 		}
 		return s.fetchOne(w, it, m, flags, changed, msg, options)
-	}, func(item) { gone = true })
+	}, missing)
 	if err != nil {
 		return err
 	}

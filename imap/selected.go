@@ -79,7 +79,9 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		// RFC 9051 §6.3.2: the LIST response of the selected mailbox.
 		data.List = &imap.ListData{Delim: maildir.Delimiter, Mailbox: v.name}
 	}
+	s.selMu.Lock()
 	s.sel = v
+	s.selMu.Unlock()
 	s.log.Debug("imap: select", "mailbox", v.name, "messages", len(v.known), "read_only", options.ReadOnly)
 	return data, nil
 }
@@ -91,6 +93,8 @@ func (s *session) Unselect() error {
 }
 
 func (s *session) unselect() {
+	s.selMu.Lock()
+	defer s.selMu.Unlock()
 	if s.sel != nil {
 		s.sel.close()
 		s.sel = nil
@@ -107,7 +111,12 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 
 // Idle sends changes as the store reports them until the client says DONE.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
+	// go-imap may close the session while this goroutine still runs (a
+	// read error ends IDLE without waiting for it): the view is taken under
+	// selMu, and a closed view's watcher ends the loop.
+	s.selMu.Lock()
 	v := s.sel
+	s.selMu.Unlock()
 	if v == nil {
 		<-stop
 		return nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -268,10 +269,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.mu.Lock()
+	conns = conns[:0]
 	for c := range s.conns {
-		_ = c.Close()
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
 	<-done
 	return fmt.Errorf("imap: shutdown: %w", ctx.Err())
 }
@@ -324,14 +329,18 @@ type conn struct {
 	idleTimeout time.Duration // set at creation
 	sess        *session      // set once before go-imap starts
 
-	mu       sync.Mutex // guards the fields below
-	ic       *imapserver.Conn
-	reading  bool   // blocked in Read
-	busy     bool   // a session method is running
-	bye      string // text of a requested BYE, "" if none
-	byeSent  bool
-	closed   bool
-	closeErr error
+	mu      sync.Mutex // guards the fields below
+	ic      *imapserver.Conn
+	reading bool   // blocked in Read
+	busy    bool   // a session method is running
+	bye     string // text of a requested BYE, "" if none
+	byeSent bool
+	// idleDeadline: the read deadline now set is the autologout one;
+	// expired: it passed, the connection is done.
+	idleDeadline bool
+	expired      bool
+	closed       bool
+	closeErr     error
 }
 
 func (c *conn) setIMAPConn(ic *imapserver.Conn) {
@@ -347,24 +356,50 @@ func (c *conn) imapConn() *imapserver.Conn {
 }
 
 // Read marks the connection as waiting for the client; a requested BYE is
-// sent now unless a command is running.
+// sent now unless a command is running. When the autologout deadline
+// passes, it says BYE and fails every later read: go-imap would otherwise
+// read once more under its 30-second command deadline.
 func (c *conn) Read(b []byte) (int, error) {
 	c.mu.Lock()
+	if c.expired {
+		c.mu.Unlock()
+		return 0, os.ErrDeadlineExceeded
+	}
 	c.reading = true
 	c.maybeByeLocked()
 	c.mu.Unlock()
 	n, err := c.Conn.Read(b)
 	c.mu.Lock()
 	c.reading = false
+	if err != nil && c.idleDeadline && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.expired = true
+		sayBye := !c.byeSent
+		c.byeSent = true
+		ic := c.ic
+		c.mu.Unlock()
+		if c.sess != nil {
+			c.sess.log.Info("imap: autologout", "idle_timeout", c.idleTimeout)
+		}
+		if sayBye && ic != nil {
+			// Only authenticated sessions get the autologout deadline, so
+			// go-imap holds no write lock of ours here (AUTHENTICATE does).
+			_ = ic.Bye("Autologout; idle for too long")
+		}
+		return n, err
+	}
 	c.mu.Unlock()
 	return n, err
 }
 
 // SetReadDeadline replaces go-imap's autologout deadline by IdleTimeout.
 func (c *conn) SetReadDeadline(t time.Time) error {
-	if !t.IsZero() && time.Until(t) > goImapIdleThreshold {
+	idle := !t.IsZero() && time.Until(t) > goImapIdleThreshold
+	if idle {
 		t = time.Now().Add(c.idleTimeout)
 	}
+	c.mu.Lock()
+	c.idleDeadline = idle
+	c.mu.Unlock()
 	return c.Conn.SetReadDeadline(t)
 }
 

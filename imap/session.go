@@ -3,6 +3,7 @@ package imap
 import (
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -23,7 +24,10 @@ type session struct {
 	authFailures int           // failed LOGIN/AUTHENTICATE attempts
 	user         string        // canonical address once logged in, else ""
 	mail         *maildir.User // the user's tree once logged in
-	sel          *view         // the selected mailbox, nil if none
+	// sel is the selected mailbox, nil if none. selMu guards the pointer
+	// (not the view) against Idle's goroutine, which may outlive IDLE.
+	selMu sync.Mutex
+	sel   *view
 }
 
 var (

@@ -2,6 +2,7 @@ package imap
 
 import (
 	"cmp"
+	"runtime"
 	"slices"
 
 	"github.com/emersion/go-imap/v2"
@@ -106,8 +107,12 @@ func (v *view) apply(ev maildir.Event) {
 	}
 }
 
-// drain applies the events waiting in the watcher.
+// drain applies the events waiting in the watcher. The watcher hands
+// events over one at a time from its own goroutine, so after each one that
+// goroutine gets a chance to offer the next before the queue counts as
+// empty: changes made together are announced together.
 func (v *view) drain() {
+	yielded := false
 	for {
 		select {
 		case ev, ok := <-v.watch.C:
@@ -115,8 +120,13 @@ func (v *view) drain() {
 				return
 			}
 			v.apply(ev)
+			yielded = false
 		default:
-			return
+			if yielded {
+				return
+			}
+			runtime.Gosched()
+			yielded = true
 		}
 	}
 }
