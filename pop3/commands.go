@@ -236,6 +236,9 @@ func (c *conn) login(login, password string) error {
 		case <-c.ctx.Done():
 			t.Stop()
 			return errEnd
+		case <-c.srv.stop:
+			t.Stop()
+			return errEnd
 		}
 		if c.authFailures >= c.srv.maxFailures {
 			return &replyErr{code: "AUTH", text: "invalid user name or password; too many failures, closing the connection", drop: true}

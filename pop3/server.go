@@ -87,8 +87,9 @@ type Server struct {
 	// (DESIGN §2); tests turn it off to see the refusals.
 	loopbackSecure bool
 
-	closing atomic.Bool  // set once by Shutdown
-	panics  atomic.Int64 // sessions that panicked (recovered)
+	closing atomic.Bool   // set once by Shutdown
+	stop    chan struct{} // closed by Shutdown: ends waits that are not I/O (auth failure delays)
+	panics  atomic.Int64  // sessions that panicked (recovered)
 
 	mu        sync.Mutex // guards listeners, conns, locks
 	listeners map[net.Listener]struct{}
@@ -123,6 +124,7 @@ func New(opts Options) (*Server, error) {
 		listeners:      make(map[net.Listener]struct{}),
 		conns:          make(map[*conn]struct{}),
 		locks:          make(map[string]string),
+		stop:           make(chan struct{}),
 	}
 	s.bufs.New = func() any { b := make([]byte, streamBufSize); return &b }
 	if s.idleTimeout <= 0 {
@@ -216,7 +218,9 @@ func (s *Server) untrack(c *conn) {
 // finish it, and closes whatever is left when ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	s.closing.Store(true)
+	if !s.closing.Swap(true) {
+		close(s.stop)
+	}
 	for l := range s.listeners {
 		_ = l.Close()
 	}
