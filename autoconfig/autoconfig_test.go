@@ -130,7 +130,7 @@ type adResponse struct {
 			AccountType, Action string
 			Protocol            []struct {
 				Type, Server, LoginName, SSL, Encryption, SPA, AuthRequired, DomainRequired string
-				Port                                                                         int
+				Port                                                                        int
 			}
 		}
 	}
