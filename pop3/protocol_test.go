@@ -719,6 +719,23 @@ func TestShutdown(t *testing.T) {
 			t.Error("still accepting after Shutdown")
 		}
 	})
+	t.Run("an auth failure delay ends at once", func(t *testing.T) {
+		e := newEnv(t, withOptions(func(o *pop3.Options) { o.AuthFailureDelay = time.Minute }))
+		c := e.dial(t)
+		c.ok("USER " + alice)
+		c.send("PASS wrong") // answered only after a minute
+		time.Sleep(50 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		if err := e.srv.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("Shutdown waited %s for a session in its auth failure delay", d)
+		}
+		c.expectClosed()
+	})
 	t.Run("a stalled RETR is cut at the deadline", func(t *testing.T) {
 		e := newEnv(t)
 		e.deliver(alice, testMessage("big", strings.Repeat(strings.Repeat("x", 998)+"\r\n", 8000)))
