@@ -289,6 +289,7 @@ func (m *Mailbox) readDirs(hint int) (map[string]dirFile, error) {
 type newFile struct {
 	dirFile
 	base  string
+	btime int64 // TIME of the base name
 	mtime int64
 	vsize int64
 	uid   uint32
@@ -572,43 +573,26 @@ func (m *Mailbox) assignUIDs(files map[string]dirFile, first bool) ([]entry, err
 	for base, f := range files {
 		nf = append(nf, newFile{dirFile: f, base: base, vsize: -1})
 	}
-	// File time first, then name: arrival order for new UIDs.
-	sort.Slice(nf, func(i, j int) bool {
-		ti, tj := baseTime(nf[i].base), baseTime(nf[j].base)
-		if ti != tj {
-			return ti < tj
-		}
-		return nf[i].base < nf[j].base
-	})
-
 	// A first read without the lock tells which files already have records
-	// (and their W= sizes), so sizes are computed before the lock is taken.
-	ul, _, err := m.readUidlist()
+	// (and their W= sizes), so the files are examined before the lock is
+	// taken; under the lock the file is read again only if it changed.
+	ul, ulID, err := m.readUidlist()
 	if err != nil {
 		return nil, err
 	}
-	recVsize := map[string]int64{}
-	if ul != nil && len(nf) > 0 {
-		want := make(map[string]struct{}, len(nf))
-		for i := range nf {
-			want[nf[i].base] = struct{}{}
-		}
-		for _, r := range ul.records {
-			if _, ok := want[r.base]; ok && r.vsize >= 0 {
-				recVsize[r.base] = r.vsize
-			}
-		}
-	}
-	m.statFiles(nf, recVsize)
+	recs := matchRecords(ul, files)
+	m.statFiles(nf, recs)
 
 	lock, err := acquireDotlock(m.dir, uidlistLockName, m.u.s.host, m.u.s.pid)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.release()
-	ul, ulID, err := m.readUidlist()
-	if err != nil {
-		return nil, err
+	if st, err := os.Stat(filepath.Join(m.dir, uidlistName)); err != nil || ul == nil || fileIDFromInfo(st) != ulID {
+		if ul, ulID, err = m.readUidlist(); err != nil {
+			return nil, err
+		}
+		recs = matchRecords(ul, files)
 	}
 	rewrite := false
 	if ul == nil {
@@ -640,42 +624,34 @@ func (m *Mailbox) assignUIDs(files map[string]dirFile, first bool) ([]entry, err
 		next = m.nextUID
 	}
 
-	// Records first (Dovecot or an earlier run assigned these), then new UIDs.
-	recUID := make(map[string]uint32, len(nf))
-	if len(nf) > 0 {
-		want := make(map[string]struct{}, len(nf))
-		for i := range nf {
-			want[nf[i].base] = struct{}{}
-		}
-		for _, r := range ul.records {
-			if _, ok := want[r.base]; ok {
-				if m.loaded && m.find(r.uid) >= 0 {
-					continue // the UID is taken by a message we know: give this file a new one
-				}
-				recUID[r.base] = r.uid
-			}
-		}
-	}
-	var appendBuf []byte
+	// Files with a record keep its UID (unless a message we know has it);
+	// the others get new UIDs in arrival order: file time, then name.
 	out := make([]entry, 0, len(nf))
+	var fresh []*newFile
 	for i := range nf {
 		f := &nf[i]
 		if !f.ok {
 			continue // vanished since the listing
 		}
-		if u, ok := recUID[f.base]; ok {
-			f.uid = u
-		} else {
-			f.uid = next
-			next++
-			appendBuf = appendUidRecord(appendBuf, f.uid, f.base, f.vsize)
+		if r, ok := recs[f.base]; ok && !(m.loaded && m.find(r.uid) >= 0) {
+			f.uid = r.uid
+			out = append(out, f.entry())
+			continue
 		}
-		_, letters := infoOf(f.name)
-		e := entry{name: f.name, mtime: f.mtime, bits: letters, vsize: clampSize(f.vsize), uid: f.uid}
-		if f.inNew {
-			e.bits |= bitInNew
+		fresh = append(fresh, f)
+	}
+	sort.Slice(fresh, func(i, j int) bool {
+		if fresh[i].btime != fresh[j].btime {
+			return fresh[i].btime < fresh[j].btime
 		}
-		out = append(out, e)
+		return fresh[i].base < fresh[j].base
+	})
+	var appendBuf []byte
+	for _, f := range fresh {
+		f.uid = next
+		next++
+		appendBuf = appendUidRecord(appendBuf, f.uid, f.base, f.vsize)
+		out = append(out, f.entry())
 	}
 
 	m.mu.Lock()
@@ -699,11 +675,34 @@ func (m *Mailbox) assignUIDs(files map[string]dirFile, first bool) ([]entry, err
 		return out, nil
 	}
 	if len(appendBuf) > 0 {
-		if err := m.appendUidlist(appendBuf, bytes.Count(appendBuf, []byte{'\n'})); err != nil {
+		if err := m.appendUidlist(appendBuf, len(fresh)); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// matchRecords finds the uidlist records of files.
+func matchRecords(ul *uidlistData, files map[string]dirFile) map[string]uidRecord {
+	recs := map[string]uidRecord{}
+	if ul == nil {
+		return recs
+	}
+	for _, r := range ul.records {
+		if _, ok := files[r.base]; ok {
+			recs[r.base] = r
+		}
+	}
+	return recs
+}
+
+func (f *newFile) entry() entry {
+	_, letters := infoOf(f.name)
+	e := entry{name: f.name, mtime: f.mtime, bits: letters, vsize: clampSize(f.vsize), uid: f.uid}
+	if f.inNew {
+		e.bits |= bitInNew
+	}
+	return e
 }
 
 func clampSize(n int64) uint32 {
@@ -719,8 +718,23 @@ func clampSize(n int64) uint32 {
 // statFiles fills in mtime (the internal date, as Dovecot reads it) and the
 // RFC 822 size of each file: from W= in the name, the uidlist record, or by
 // reading the file and counting bare LFs. Several goroutines share the stat
-// calls, which dominate a cold load.
-func (m *Mailbox) statFiles(nf []newFile, recVsize map[string]int64) {
+// calls (relative to an open directory), which dominate a cold load.
+func (m *Mailbox) statFiles(nf []newFile, recs map[string]uidRecord) {
+	var dirFDs [2]int // new, cur
+	for i, sub := range [2]string{"new", "cur"} {
+		fd, err := unix.Open(m.dir+"/"+sub, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			fd = -1
+		}
+		dirFDs[i] = fd
+	}
+	defer func() {
+		for _, fd := range dirFDs {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+		}
+	}()
 	const workers = 4
 	var wg sync.WaitGroup
 	chunk := (len(nf) + workers - 1) / workers
@@ -731,24 +745,24 @@ func (m *Mailbox) statFiles(nf []newFile, recVsize map[string]int64) {
 			defer wg.Done()
 			for i := range part {
 				f := &part[i]
-				sub := "cur"
+				f.btime = baseTime(f.base)
+				sub, fd := "cur", dirFDs[1]
 				if f.inNew {
-					sub = "new"
+					sub, fd = "new", dirFDs[0]
 				}
-				p := m.path(sub, f.name)
 				var st unix.Stat_t
-				if err := unix.Stat(p, &st); err != nil {
+				if fd < 0 || unix.Fstatat(fd, f.name, &st, 0) != nil {
 					continue
 				}
 				f.mtime = st.Mtim.Sec
 				f.vsize = sizeField(f.base, 'W')
 				if f.vsize < 0 {
-					if v, ok := recVsize[f.base]; ok {
-						f.vsize = v
+					if r, ok := recs[f.base]; ok && r.vsize >= 0 {
+						f.vsize = r.vsize
 					}
 				}
 				if f.vsize < 0 {
-					v, err := countVsize(p)
+					v, err := countVsize(m.path(sub, f.name))
 					if err != nil {
 						continue
 					}
