@@ -54,6 +54,7 @@ type Options struct {
 }
 
 // OptionsFromConfig derives the services from the listen addresses of cfg.
+// An address with port 0 (chosen by the system when bound) is left out.
 func OptionsFromConfig(cfg *config.Config, logger *slog.Logger) (Options, error) {
 	opts := Options{Hostname: cfg.Hostname, Domains: cfg.Domains, Logger: logger}
 	var err error
@@ -63,6 +64,9 @@ func OptionsFromConfig(cfg *config.Config, logger *slog.Logger) (Options, error)
 			if e != nil {
 				err = errors.Join(err, e)
 				continue
+			}
+			if p == 0 {
+				continue // picked by the system at bind time: unknown here
 			}
 			if !slices.Contains(*dst, Service{p, tls}) {
 				*dst = append(*dst, Service{p, tls})
@@ -84,7 +88,7 @@ func portOf(addr string) (int, error) {
 		return 0, fmt.Errorf("autoconfig: listen address %q: %w", addr, err)
 	}
 	n, err := strconv.Atoi(p)
-	if err != nil || n < 1 || n > 65535 {
+	if err != nil || n < 0 || n > 65535 {
 		return 0, fmt.Errorf("autoconfig: listen address %q: bad port", addr)
 	}
 	return n, nil

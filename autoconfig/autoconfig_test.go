@@ -221,6 +221,10 @@ func TestOptionsFromConfig(t *testing.T) {
 			c.Submission.Listen = []string{":587"}
 		}, []autoconfig.Service{{Port: 993, TLS: true}, {Port: 143}}, []autoconfig.Service{{Port: 587}}, false},
 		{"bad address", func(c *config.Config) { c.IMAP.Listen = []string{"nope"} }, nil, nil, true},
+		{"port 0 is unknown", func(c *config.Config) {
+			c.IMAP.Listen = []string{"127.0.0.1:0"}
+			c.IMAP.TLSListen = []string{"127.0.0.1:993"}
+		}, []autoconfig.Service{{Port: 993, TLS: true}}, []autoconfig.Service{{Port: 2465, TLS: true}, {Port: 2587}}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 
 	"github.com/postyard-mail/postyard/accounts"
+	"github.com/postyard-mail/postyard/autoconfig"
 	"github.com/postyard-mail/postyard/config"
 	"github.com/postyard-mail/postyard/delivery"
+	"github.com/postyard-mail/postyard/imap"
 	"github.com/postyard-mail/postyard/maildir"
 	"github.com/postyard-mail/postyard/pop3"
 	"github.com/postyard-mail/postyard/smtp"
@@ -110,7 +112,10 @@ func newSubmission(d *deps) (Service, error) {
 
 // newIMAP builds the IMAP service (imap.listen, imap.tls_listen).
 func newIMAP(d *deps) (Service, error) {
-	return newPlaceholder(protoIMAP, imapPlaceholder, d), nil
+	return imap.New(imap.Options{Hostname: d.cfg.Hostname, IdleTimeout: d.cfg.IMAP.IdleTimeout.D(),
+		MaxConnectionsPerUser: d.cfg.IMAP.MaxConnectionsPerUser, AllowPlaintextAuth: d.cfg.Security.AllowPlaintextAuth,
+		MaxMessageSize: int64(d.cfg.SMTP.MaxMessageSize), MaxAuthFailures: d.cfg.Security.MaxAuthFailures,
+		Accounts: d.accounts, Store: d.store, TLSConfig: d.tls, Logger: d.log(protoIMAP)})
 }
 
 // newPOP3 builds the POP3 service (pop3.listen, pop3.tls_listen).
@@ -121,5 +126,9 @@ func newPOP3(d *deps) (Service, error) {
 
 // newAutoconfig builds the autoconfig/autodiscover HTTP service (autoconfig.listen).
 func newAutoconfig(d *deps) (Service, error) {
-	return newHTTPPlaceholder(protoAutoconfig, d), nil
+	opts, err := autoconfig.OptionsFromConfig(d.cfg, d.log(protoAutoconfig))
+	if err != nil {
+		return nil, err
+	}
+	return autoconfig.New(opts)
 }
