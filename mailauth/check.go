@@ -104,6 +104,10 @@ type Result struct {
 	Verdict Verdict
 	// Hostname is the authserv-id of HeaderField.
 	Hostname string
+	// OwnResults counts the message's Authentication-Results fields that
+	// claim Hostname (forged, or from a mail loop). When it is not zero,
+	// deliver the message through Rewrite, which removes them.
+	OwnResults int
 }
 
 // Action is what to do with a message.
@@ -154,6 +158,11 @@ func (c *Checker) Check(ctx context.Context, in Input) (Result, error) {
 		return res, err
 	}
 	fields, _ := splitFields(hdr)
+	for _, f := range fields {
+		if claimsUs(f, []string{c.opts.Hostname}) {
+			res.OwnResults++
+		}
+	}
 
 	spfDone := make(chan SPFResult, 1)
 	go func() {

@@ -122,6 +122,36 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestCheckOwnResults: Check counts the incoming Authentication-Results
+// fields that claim our authserv-id, so the caller knows to Rewrite.
+func TestCheckOwnResults(t *testing.T) {
+	t.Parallel()
+	c, _ := newChecker(t, checkZone, mailauth.Policy{})
+	tests := []struct {
+		name  string
+		extra []string
+		want  int
+	}{
+		{"none", nil, 0},
+		{"another host's", []string{"Authentication-Results: upstream.example.net; spf=pass\r\n"}, 0},
+		{"ours", []string{"Authentication-Results: mx.example.com; dmarc=pass\r\n"}, 1},
+		{"ours, folded, other case, comment first", []string{"authentication-results: (forged)\r\n MX.Example.COM;\r\n\tdkim=pass\r\n"}, 1},
+		{"two of ours among others", []string{
+			"Authentication-Results: mx.example.com; spf=pass\r\n",
+			"Authentication-Results: upstream.example.net; spf=pass\r\n",
+			"Authentication-Results: \"mx.example.com\"; dkim=pass\r\n",
+		}, 2},
+		{"a prefix of ours is not ours", []string{"Authentication-Results: mx.example.com.evil.example; spf=pass\r\n"}, 0},
+	}
+	for _, tc := range tests {
+		res, err := c.Check(t.Context(), mailauth.Input{ClientIP: netip.MustParseAddr("192.0.2.1"), HELO: "h.example",
+			MailFrom: "a@example.org", Message: strings.NewReader(message("a@example.org", tc.extra...))})
+		if err != nil || res.OwnResults != tc.want {
+			t.Errorf("%s: OwnResults %d, want %d (%v)", tc.name, res.OwnResults, tc.want, err)
+		}
+	}
+}
+
 func TestCheckPolicy(t *testing.T) {
 	t.Parallel()
 	in := func() mailauth.Input {
