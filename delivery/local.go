@@ -81,6 +81,10 @@ type Envelope struct {
 	Recipients []Recipient
 	// Trace describes the hop for the Received header.
 	Trace Trace
+	// Header is more complete header fields ("Name: value\r\n" each) put
+	// after the trace fields, such as the Authentication-Results of the
+	// inbound checks; "" for none.
+	Header string
 }
 
 // ErrNoRecipients is returned by Deliver for an envelope without recipients.
@@ -167,7 +171,7 @@ type copyDone struct {
 }
 
 // Deliver writes body, preceded by the Return-Path and Received headers of
-// env, into the folder of every recipient, once per distinct (user, folder):
+// env and then env.Header, into the folder of every recipient, once per distinct (user, folder):
 // an alias and its target named in one transaction get one copy. It returns
 // nil only when every copy is durable. On any failure the copies already made
 // are expunged and the first error is returned (wrapped); the caller answers
@@ -180,7 +184,7 @@ func (l *Local) Deliver(ctx context.Context, env *Envelope, body *Spool) error {
 	if err := body.Err(); err != nil {
 		return err
 	}
-	header := TraceHeaders(env)
+	header := TraceHeaders(env) + env.Header
 
 	var (
 		mu    sync.Mutex

@@ -67,6 +67,29 @@ func TestDeliverOne(t *testing.T) {
 	}
 }
 
+// TestDeliverHeader: Envelope.Header goes after the trace fields, before
+// the message, into every copy and folder.
+func TestDeliverHeader(t *testing.T) {
+	store := deliverytest.NewMemStore()
+	l := newLocal(t, store, 0)
+	env := envelope(delivery.Recipient{Address: "a@example.test", User: "a@example.test", Folder: "Junk"},
+		delivery.Recipient{Address: "b@example.test", User: "b@example.test"})
+	env.Header = "Authentication-Results: mx.example.test;\r\n\tspf=pass smtp.mailfrom=sender@remote.example\r\n"
+	if err := l.Deliver(context.Background(), env, spoolOf(t, l, content)); err != nil {
+		t.Fatal(err)
+	}
+	for _, box := range []struct{ user, folder string }{{"a@example.test", "Junk"}, {"b@example.test", "INBOX"}} {
+		msgs := store.Messages(box.user, box.folder)
+		if len(msgs) != 1 {
+			t.Fatalf("%s/%s: %d messages, want 1", box.user, box.folder, len(msgs))
+		}
+		want := "; Tue, 04 Mar 2025 05:06:07 +0000\r\n" + env.Header + content
+		if got := string(msgs[0].Body); !strings.HasPrefix(got, "Return-Path: ") || !strings.HasSuffix(got, want) {
+			t.Errorf("%s/%s: stored\n%q\nwant it to end in\n%q", box.user, box.folder, got, want)
+		}
+	}
+}
+
 func TestDeliverManyOneCopyEach(t *testing.T) {
 	store := deliverytest.NewMemStore()
 	l := newLocal(t, store, 0)
