@@ -422,7 +422,7 @@ func (u *User) RenameMailbox(oldName, newName string) error {
 	}
 	for _, mv := range moves {
 		if m, ok := u.boxes[mv.from]; ok {
-			m.markGone()
+			m.retire()
 			delete(u.boxes, mv.from)
 		}
 		if err := os.Rename(filepath.Join(u.dir, mv.from), filepath.Join(u.dir, mv.to)); err != nil {
@@ -485,14 +485,8 @@ func (u *User) DeleteMailbox(name string) error {
 		return fmt.Errorf("%w: %s", ErrNoSuchMailbox, name)
 	}
 	if m, ok := u.boxes[dir]; ok {
-		// Wait for operations in flight, then retire the index.
-		m.opMu.Lock()
-		m.wmu.Lock()
-		m.markGone()
-		m.wmu.Unlock()
-		m.opMu.Unlock()
+		m.retire()
 		delete(u.boxes, dir)
-		m.closeWatchers()
 	}
 	// Rename aside first (atomic disappearance), then remove.
 	trash := filepath.Join(u.dir, "tmp", "deleted."+u.s.uniqueName(time.Now()))
@@ -514,6 +508,17 @@ func (u *User) DeleteMailbox(name string) error {
 		return u.writeSubscriptionsLocked(subs)
 	}
 	return nil
+}
+
+// retire waits for the operations in flight, then marks the mailbox gone
+// (its directory is about to be renamed or deleted) and closes its watchers.
+func (m *Mailbox) retire() {
+	m.opMu.Lock()
+	m.wmu.Lock()
+	m.markGone()
+	m.wmu.Unlock()
+	m.opMu.Unlock()
+	m.closeWatchers()
 }
 
 func (m *Mailbox) closeWatchers() {
