@@ -53,16 +53,25 @@ func (s *Store) writeTmp(dir string, r io.Reader, date time.Time) (*pending, err
 	var c vsizeCounter
 	_, err = io.CopyBuffer(io.MultiWriter(f, &c), r, *bp)
 	copyBufPool.Put(bp)
+	// The internal date is the file's mtime (as Dovecot reads it): set it,
+	// or read the one the writes left, before the fsync makes it durable.
+	var mtime int64
+	if err == nil {
+		if !date.IsZero() {
+			err = os.Chtimes(tmp, date, date)
+			mtime = date.Unix()
+		} else {
+			var st os.FileInfo
+			if st, err = f.Stat(); err == nil {
+				mtime = st.ModTime().Unix()
+			}
+		}
+	}
 	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
-	}
-	mtime := now.Unix()
-	if err == nil && !date.IsZero() {
-		err = os.Chtimes(tmp, date, date)
-		mtime = date.Unix()
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
@@ -732,14 +741,14 @@ func copyFile(src, dst string, mtime int64) error {
 	}
 	_, err = io.Copy(out, in)
 	if err == nil {
+		t := time.Unix(mtime, 0)
+		err = os.Chtimes(dst, t, t)
+	}
+	if err == nil {
 		err = out.Sync()
 	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
-	}
-	if err == nil {
-		t := time.Unix(mtime, 0)
-		err = os.Chtimes(dst, t, t)
 	}
 	if err != nil {
 		_ = os.Remove(dst)
