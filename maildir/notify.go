@@ -21,9 +21,10 @@ type notifier struct {
 	log *slog.Logger
 	fd  int // -1 when inotify is unavailable
 
-	mu    sync.Mutex // serializes reads of fd; guards wds and paths
+	mu    sync.Mutex // serializes reads of fd; guards wds, paths and buf
 	wds   map[int32]watchDir
 	paths map[string]int32
+	buf   []byte // read buffer of drain
 
 	expMu    sync.Mutex
 	expected map[expKey]int32
@@ -148,9 +149,12 @@ func (n *notifier) drain() []*Mailbox {
 			dirty = append(dirty, m)
 		}
 	}
-	var buf [64 << 10]byte
+	if n.buf == nil {
+		n.buf = make([]byte, 64<<10)
+	}
+	buf := n.buf
 	for {
-		k, err := unix.Read(n.fd, buf[:])
+		k, err := unix.Read(n.fd, buf)
 		if err != nil || k <= 0 {
 			if err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
 				n.log.Error("maildir: inotify read", "err", err)

@@ -29,7 +29,8 @@ type Store struct {
 	stop   chan struct{}
 	bg     sync.WaitGroup // background refreshes
 
-	mu      sync.Mutex // guards users, watched, closed
+	mu      sync.Mutex // guards users, watched, closed, ticks
+	ticks   int        // pollWatched calls
 	users   map[string]*User
 	watched map[*Mailbox]struct{} // mailboxes with at least one watcher
 	closed  bool
@@ -112,8 +113,11 @@ func (s *Store) pollWatched() {
 		ms = append(ms, m)
 	}
 	var all []*User
-	for _, u := range s.users {
-		all = append(all, u)
+	s.ticks++
+	if s.ticks%60 == 0 { // the idle check once a minute is plenty
+		for _, u := range s.users {
+			all = append(all, u)
+		}
 	}
 	s.mu.Unlock()
 	for _, m := range ms {
