@@ -42,6 +42,11 @@ const idleUnload = 10 * time.Minute
 
 // New opens the store rooted at root (created if missing).
 func New(root string, logger *slog.Logger) (*Store, error) {
+	return newStore(root, logger, true)
+}
+
+// newStore is New; without inotify, changes are found by directory mtimes.
+func newStore(root string, logger *slog.Logger, inotify bool) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -62,7 +67,11 @@ func New(root string, logger *slog.Logger) (*Store, error) {
 		users:   map[string]*User{},
 		watched: map[*Mailbox]struct{}{},
 	}
-	s.notify = newNotifier(logger)
+	if inotify {
+		s.notify = newNotifier(logger)
+	} else {
+		s.notify = &notifier{log: logger, fd: -1, stopR: -1, stopW: -1}
+	}
 	s.notify.run(s)
 	return s, nil
 }
