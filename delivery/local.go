@@ -85,6 +85,14 @@ type Envelope struct {
 	// after the trace fields, such as the Authentication-Results of the
 	// inbound checks; "" for none.
 	Header string
+	// Remote are outside recipients (submission, or aliases forwarding
+	// outside), queued for the relay by a Router; Local.Deliver refuses an
+	// envelope that has any.
+	Remote []string
+	// User is the logged-in submitter ("" on the MX), kept in the queue.
+	User string
+	// QueueID is set by Router.Deliver when it queued the message.
+	QueueID string
 }
 
 // ErrNoRecipients is returned by Deliver for an envelope without recipients.
@@ -177,6 +185,9 @@ type copyDone struct {
 // are expunged and the first error is returned (wrapped); the caller answers
 // 451 4.3.0. ctx stops copies not yet started; one under way is finished.
 func (l *Local) Deliver(ctx context.Context, env *Envelope, body *Spool) error {
+	if len(env.Remote) > 0 {
+		return errors.New("delivery: outside recipients need the outbound queue (Router)")
+	}
 	targets := distinctTargets(env.Recipients)
 	if len(targets) == 0 {
 		return ErrNoRecipients

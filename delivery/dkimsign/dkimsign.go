@@ -24,6 +24,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -174,14 +175,28 @@ func parseKey(b []byte) (crypto.Signer, error) {
 // Sign returns the DKIM-Signature header fields (each ending in CRLF) for msg
 // signed with every key of domain; nil when the domain has no key.
 func (k *Keys) Sign(domain string, msg []byte) ([]byte, error) {
+	return k.SignReader(domain, bytes.NewReader(msg))
+}
+
+// SignReader is Sign for a message read from r, which is read once (all
+// keys sign in the same pass) and not at all when the domain has no key.
+func (k *Keys) SignReader(domain string, r io.Reader) ([]byte, error) {
 	keys, err := k.For(domain)
 	if err != nil || len(keys) == 0 {
 		return nil, err
 	}
 	// RSA first: verifiers that stop at the first signature they understand
 	// should meet the one they all understand.
+	keys = slices.Clone(keys)
 	slices.SortFunc(keys, func(a, b Key) int { return strings.Compare(b.Algorithm(), a.Algorithm()) })
-	var out bytes.Buffer
+	signers := make([]*dkim.Signer, 0, len(keys))
+	writers := make([]io.Writer, 0, len(keys))
+	closed := 0 // signers[:closed] are closed; a second Close would block
+	defer func() {
+		for _, s := range signers[closed:] {
+			_ = s.Close() // ends its goroutine
+		}
+	}()
 	for _, key := range keys {
 		s, err := dkim.NewSigner(&dkim.SignOptions{
 			Domain: key.Domain, Selector: key.Selector, Signer: key.Signer,
@@ -192,10 +207,15 @@ func (k *Keys) Sign(domain string, msg []byte) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dkim sign for %s: %w", domain, err)
 		}
-		if _, err := s.Write(msg); err != nil {
-			s.Close()
-			return nil, fmt.Errorf("dkim sign for %s: %w", domain, err)
-		}
+		signers = append(signers, s)
+		writers = append(writers, s)
+	}
+	if _, err := io.Copy(io.MultiWriter(writers...), r); err != nil {
+		return nil, fmt.Errorf("dkim sign for %s: %w", domain, err)
+	}
+	var out bytes.Buffer
+	for _, s := range signers {
+		closed++
 		if err := s.Close(); err != nil {
 			return nil, fmt.Errorf("dkim sign for %s: %w", domain, err)
 		}

@@ -1,11 +1,17 @@
 // Package queue is the persistent outbound queue: one message file and one
 // envelope file per entry under data_dir/queue.
 //
-// Durability (DESIGN.md §3): Enqueue writes ID.msg and then ID.env, each to a
-// temporary name, fsynced and renamed, and fsyncs the directory before it
-// returns; only then may the SMTP session answer 250. The envelope file is
-// the commit record: an ID.msg without its ID.env is a half-written entry
-// (the client never got a 250) and is removed on Open.
+// Durability (DESIGN.md §3): Enqueue (or Prepare then Commit) writes ID.msg
+// and then ID.env, each to a temporary name, fsynced and renamed, and fsyncs
+// the directory once, after both renames, before it returns; only then may
+// the SMTP session answer 250. The envelope file is the commit record. Until
+// the directory fsync returns nothing was acknowledged, so after a crash any
+// half of an entry (an ID.msg without its ID.env, or an ID.env whose ID.msg
+// rename did not reach the disk) is removed on Open.
+//
+// Prepare and Commit split Enqueue so that a caller can make other copies of
+// the same message (local mailboxes) in between and Abort if those fail: the
+// relay sees the entry only at Commit.
 //
 // Every change of an entry's state (a recipient delivered, failed or
 // deferred) rewrites ID.env the same way. A crash between a remote server's
@@ -86,8 +92,10 @@ type Queue struct {
 	// notify receives a value (without blocking) after each Enqueue, so the
 	// relay wakes without polling.
 	notify chan struct{}
-	// mu serialises envelope rewrites of this process.
+	// mu serialises envelope rewrites of this process and guards fresh.
 	mu sync.Mutex
+	// fresh are IDs committed and not yet taken by TakeFresh.
+	fresh []string
 }
 
 // Open opens (creating) dir and removes entries that were never committed.
@@ -121,16 +129,23 @@ func (q *Queue) cleanup() error {
 	if err != nil {
 		return err
 	}
-	have := make(map[string]bool)
+	haveEnv := make(map[string]bool)
+	haveMsg := make(map[string]bool)
 	for _, n := range names {
 		if id, ok := strings.CutSuffix(n, ".env"); ok {
-			have[id] = true
+			haveEnv[id] = true
+		}
+		if id, ok := strings.CutSuffix(n, ".msg"); ok {
+			haveMsg[id] = true
 		}
 	}
 	for _, n := range names {
 		remove := strings.HasPrefix(n, "tmp.")
-		if id, ok := strings.CutSuffix(n, ".msg"); ok && !have[id] {
+		if id, ok := strings.CutSuffix(n, ".msg"); ok && !haveEnv[id] {
 			remove = true
+		}
+		if id, ok := strings.CutSuffix(n, ".env"); ok && !haveMsg[id] {
+			remove = true // the message's rename was lost: never acknowledged
 		}
 		if remove {
 			if err := os.Remove(filepath.Join(q.dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -179,6 +194,26 @@ func ValidID(id string) bool {
 // returns the envelope as stored. env.ID, Created and NextAttempt are set
 // here when empty.
 func (q *Queue) Enqueue(env Envelope, r io.Reader, now time.Time) (*Envelope, error) {
+	p, err := q.Prepare(env, r, now)
+	if err != nil {
+		return nil, err
+	}
+	return p.Commit()
+}
+
+// Pending is a prepared entry: its message file is written and fsynced, but
+// the relay cannot see it until Commit; Abort removes it.
+type Pending struct {
+	q   *Queue
+	env Envelope
+}
+
+// ID is the entry's queue ID.
+func (p *Pending) ID() string { return p.env.ID }
+
+// Prepare writes the message of a new entry (temporary name, fsync, rename)
+// without committing it. env is completed as in Enqueue.
+func (q *Queue) Prepare(env Envelope, r io.Reader, now time.Time) (*Pending, error) {
 	if env.ID == "" {
 		env.ID = NewID(now)
 	}
@@ -188,12 +223,13 @@ func (q *Queue) Enqueue(env Envelope, r io.Reader, now time.Time) (*Envelope, er
 	if env.NextAttempt.IsZero() {
 		env.NextAttempt = now
 	}
+	env.Recipients = slices.Clone(env.Recipients)
 	for i := range env.Recipients {
 		if env.Recipients[i].State == "" {
 			env.Recipients[i].State = StatePending
 		}
 	}
-	size, err := writeDurable(q.dir, env.ID+".msg", func(w io.Writer) error {
+	size, err := writeFile(q.dir, env.ID+".msg", func(w io.Writer) error {
 		_, err := io.Copy(w, r)
 		return err
 	})
@@ -201,12 +237,54 @@ func (q *Queue) Enqueue(env Envelope, r io.Reader, now time.Time) (*Envelope, er
 		return nil, fmt.Errorf("enqueue %s: %w", env.ID, err)
 	}
 	env.Size = size
-	if err := q.writeEnvelope(&env); err != nil {
+	return &Pending{q: q, env: env}, nil
+}
+
+// Commit writes the envelope (temporary name, fsync, rename), fsyncs the
+// directory, which makes both files durable, and wakes the relay. On error
+// the entry is removed.
+func (p *Pending) Commit() (*Envelope, error) {
+	q, env := p.q, p.env
+	b, err := json.MarshalIndent(&env, "", "  ")
+	if err == nil {
+		_, err = writeFile(q.dir, env.ID+".env", func(w io.Writer) error {
+			_, err := w.Write(append(b, '\n'))
+			return err
+		})
+	}
+	if err == nil {
+		err = syncDir(q.dir)
+	}
+	if err != nil {
+		_ = os.Remove(filepath.Join(q.dir, env.ID+".env"))
 		_ = os.Remove(filepath.Join(q.dir, env.ID+".msg"))
 		return nil, fmt.Errorf("enqueue %s: %w", env.ID, err)
 	}
+	q.mu.Lock()
+	if len(q.fresh) < maxFresh { // past it the relay's periodic scan finds the entry
+		q.fresh = append(q.fresh, env.ID)
+	}
+	q.mu.Unlock()
 	q.wake()
 	return &env, nil
+}
+
+// Abort removes a prepared entry.
+func (p *Pending) Abort() {
+	_ = os.Remove(filepath.Join(p.q.dir, p.env.ID+".msg"))
+}
+
+// maxFresh bounds the IDs kept for TakeFresh when nobody takes them.
+const maxFresh = 10000
+
+// TakeFresh returns the IDs committed since the last call, oldest first, so
+// the relay can start them without rereading the whole queue.
+func (q *Queue) TakeFresh() []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	ids := q.fresh
+	q.fresh = nil
+	return ids
 }
 
 // writeEnvelope stores env atomically and makes it durable.
@@ -225,6 +303,16 @@ func (q *Queue) writeEnvelope(env *Envelope) error {
 // writeDurable writes name in dir through a temporary file: write, fsync,
 // rename, fsync the directory.
 func writeDurable(dir, name string, fill func(io.Writer) error) (int64, error) {
+	n, err := writeFile(dir, name, fill)
+	if err != nil {
+		return 0, err
+	}
+	return n, syncDir(dir)
+}
+
+// writeFile writes name in dir through a temporary file: write, fsync,
+// rename. The rename is durable only once the directory is fsynced.
+func writeFile(dir, name string, fill func(io.Writer) error) (int64, error) {
 	f, err := os.CreateTemp(dir, "tmp."+name+".")
 	if err != nil {
 		return 0, err
@@ -250,7 +338,7 @@ func writeDurable(dir, name string, fill func(io.Writer) error) (int64, error) {
 		os.Remove(tmp)
 		return 0, err
 	}
-	return cw.n, syncDir(dir)
+	return cw.n, nil
 }
 
 type countWriter struct {

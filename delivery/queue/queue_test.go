@@ -103,3 +103,62 @@ func TestValidIDRefusesPaths(t *testing.T) {
 		t.Errorf("Get(../x) = %v", err)
 	}
 }
+
+func TestPrepareCommitAbort(t *testing.T) {
+	dir := t.TempDir()
+	q, err := queue.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := q.Prepare(queue.Envelope{From: "a@x.test", Recipients: []queue.Recipient{{Addr: "b@y.test"}}}, strings.NewReader("msg"), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if envs, _ := q.List(); len(envs) != 0 {
+		t.Fatalf("a prepared entry is listed: %+v", envs)
+	}
+	select {
+	case <-q.Notify():
+		t.Fatal("Prepare woke the relay")
+	default:
+	}
+	env, err := p.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.ID != p.ID() || env.Size != 3 {
+		t.Fatalf("committed %+v", env)
+	}
+	if ids := q.TakeFresh(); len(ids) != 1 || ids[0] != env.ID {
+		t.Fatalf("TakeFresh = %v", ids)
+	}
+	if ids := q.TakeFresh(); len(ids) != 0 {
+		t.Fatalf("TakeFresh again = %v", ids)
+	}
+	p2, err := q.Prepare(queue.Envelope{From: "a@x.test", Recipients: []queue.Recipient{{Addr: "c@y.test"}}}, strings.NewReader("msg2"), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2.Abort()
+	names, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if len(names) != 2 {
+		t.Fatalf("files after Abort: %v", names)
+	}
+}
+
+func TestOpenRemovesEnvelopeWithoutMessage(t *testing.T) {
+	dir := t.TempDir()
+	orphan := queue.NewID(now)
+	// The envelope's rename reached the disk, the message's did not: the
+	// directory fsync never returned, so no 250 was given.
+	if err := os.WriteFile(filepath.Join(dir, orphan+".env"), []byte(`{"id":"`+orphan+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	q, err := queue.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if envs, errs := q.List(); len(envs) != 0 || len(errs) != 0 {
+		t.Fatalf("List = %v, %v", envs, errs)
+	}
+}
