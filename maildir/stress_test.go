@@ -232,12 +232,14 @@ func TestStress(t *testing.T) {
 	})
 	// The watcher: replay INBOX's events.
 	live := map[uint32]bool{}
+	var liveMu sync.Mutex // guards live and evErr
 	var evErr error
 	evDone := make(chan struct{})
 	go func() {
 		defer close(evDone)
 		var last uint64
 		for ev := range w.C {
+			liveMu.Lock()
 			if ev.ModSeq <= last && evErr == nil {
 				evErr = fmt.Errorf("event modseq %d after %d", ev.ModSeq, last)
 			}
@@ -258,6 +260,7 @@ func TestStress(t *testing.T) {
 					evErr = fmt.Errorf("EventFlags for unknown %d", ev.UID)
 				}
 			}
+			liveMu.Unlock()
 		}
 	}()
 
@@ -311,8 +314,24 @@ func TestStress(t *testing.T) {
 		t.Fatalf("final %d+%d messages, %d expunged, %d tracked", len(final["INBOX"]), len(final["Trash"]), len(expunged), len(loc))
 	}
 
-	// Events replay to INBOX's final state.
-	time.Sleep(100 * time.Millisecond)
+	// Events replay to INBOX's final state (wait, bounded, for the reader to
+	// catch up: Close drops what is still queued).
+	matches := func() bool {
+		liveMu.Lock()
+		defer liveMu.Unlock()
+		if len(live) != len(final["INBOX"]) {
+			return false
+		}
+		for uid := range final["INBOX"] {
+			if !live[uid] {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(10 * time.Second); !matches() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	w.Close()
 	<-evDone
 	if evErr != nil {
