@@ -11,6 +11,7 @@ import (
 	"github.com/postyard-mail/postyard/autoconfig"
 	"github.com/postyard-mail/postyard/config"
 	"github.com/postyard-mail/postyard/delivery"
+	"github.com/postyard-mail/postyard/dnsmx"
 	"github.com/postyard-mail/postyard/imap"
 	"github.com/postyard-mail/postyard/maildir"
 	"github.com/postyard-mail/postyard/pop3"
@@ -41,6 +42,9 @@ type deps struct {
 	// hooks lets a constructor run background work (a queue runner) for the
 	// life of the process and react to SIGHUP.
 	hooks *hooks
+	// dns is the one DNS client of the process (with its cache), made by
+	// resolver() on first use; constructors run one after the other.
+	dns *dnsmx.Client
 }
 
 // log returns the logger of one service.
@@ -100,8 +104,12 @@ func newSMTP(d *deps) (Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	checker, err := d.mailChecker()
+	if err != nil {
+		return nil, err
+	}
 	return smtp.New(smtp.Options{Config: d.cfg.SMTP, Hostname: d.cfg.Hostname, Directory: d.accounts,
-		Deliverer: local, TLSConfig: d.tls, Logger: d.log(protoSMTP)})
+		Deliverer: local, TLSConfig: d.tls, Logger: d.log(protoSMTP), Checker: checker})
 }
 
 // newSubmission builds the authenticated submission service

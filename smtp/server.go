@@ -84,6 +84,11 @@ type Options struct {
 	// TLSConfig enables STARTTLS; nil disables it.
 	TLSConfig *tls.Config
 	Logger    *slog.Logger
+	// Checker judges MX mail (SPF, DKIM, DMARC) at the end of DATA; nil
+	// turns the checks off.
+	Checker Checker
+	// CheckTimeout bounds the checks of one message; 0 means 30 s.
+	CheckTimeout time.Duration
 }
 
 // Server is the inbound SMTP service. Serve may be called for several
@@ -101,6 +106,10 @@ type Server struct {
 	tarpit      time.Duration
 	maxConns    int
 	maxPerIP    int
+
+	// Inbound checks (auth.go); checker is nil when they are off.
+	checker      Checker
+	checkTimeout time.Duration
 
 	srv *gosmtp.Server
 
@@ -152,6 +161,10 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.dataTimeout <= 0 {
 		s.dataTimeout = defaultDataTimeout
+	}
+	s.checker, s.checkTimeout = opts.Checker, opts.CheckTimeout
+	if s.checkTimeout <= 0 {
+		s.checkTimeout = defaultCheckTimeout
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"strings"
@@ -161,7 +162,8 @@ func (s *session) tarpit() {
 
 // Data implements gosmtp.Session (DATA and BDAT): the message is filtered
 // into a spool as it arrives (never held whole in memory past the spool's
-// limit), then delivered; the 250 reply comes only once every copy is durable.
+// limit), checked on the MX (SPF, DKIM, DMARC: auth.go), then delivered; the
+// 250 reply comes only once every copy is durable.
 func (s *session) Data(r io.Reader) error {
 	s.c.inData.Store(true)
 	defer s.c.inData.Store(false)
@@ -213,8 +215,23 @@ func (s *session) Data(r io.Reader) error {
 		st, _ := s.sc.TLSConnectionState()
 		env.Trace.TLS = &st
 	}
+	body := sp
+	if s.checksApply() {
+		out, rerr := s.checkMessage(tx, env.ID, sp)
+		if rerr != nil {
+			return s.fail("DATA", rerr)
+		}
+		if out.body != sp {
+			defer out.body.Close()
+			body = out.body
+		}
+		env.Header = out.header
+		if out.junk {
+			env.Recipients = inFolder(env.Recipients, junkFolder)
+		}
+	}
 	s.srv.inflight.Add(1)
-	err = s.srv.deliverer.Deliver(s.srv.ctx, env, sp)
+	err = s.srv.deliverer.Deliver(s.srv.ctx, env, body)
 	s.srv.inflight.Done()
 	if err != nil {
 		s.c.log.Error("delivery failed", "id", env.ID, "err", err)
@@ -222,7 +239,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.c.errors.Store(0) // Postfix counts errors "without delivering mail"
 	s.c.log.Info("delivered", "id", env.ID, "from", tx.from, "rcpts", len(tx.rcpts),
-		"size", sp.Size(), "ms", time.Since(tx.start).Milliseconds())
+		"size", body.Size(), "folder", cmp.Or(env.Recipients[0].Folder, "INBOX"), "ms", time.Since(tx.start).Milliseconds())
 	if s.srv.shuttingDown() {
 		s.c.closeAfterWrite.Store(true)
 	}
