@@ -322,10 +322,15 @@ func parseHeader(raw []byte) textproto.Header {
 	return h
 }
 
+var unfolder = strings.NewReplacer("\r\n", "", "\n", "", "\r", "")
+
 // unfold joins folded lines and trims the value (RFC 5322 §2.2.3).
 func unfold(v []byte) string {
-	s := strings.NewReplacer("\r\n", "", "\n", "", "\r", "").Replace(string(v))
-	return strings.TrimSpace(s)
+	v = bytes.TrimSpace(v)
+	if bytes.ContainsAny(v, "\r\n") {
+		return strings.TrimSpace(unfolder.Replace(string(v)))
+	}
+	return string(v)
 }
 
 // contentType is the entity's media type and parameters, defType when it
