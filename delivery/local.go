@@ -179,8 +179,9 @@ type copyDone struct {
 }
 
 // Deliver writes body, preceded by the Return-Path and Received headers of
-// env and then env.Header, into the folder of every recipient, once per distinct (user, folder):
-// an alias and its target named in one transaction get one copy. It returns
+// env and then env.Header, into the folder of every recipient, once per
+// distinct (user, folder): an alias and its target named in one transaction
+// get one copy. It returns
 // nil only when every copy is durable. On any failure the copies already made
 // are expunged and the first error is returned (wrapped); the caller answers
 // 451 4.3.0. ctx stops copies not yet started; one under way is finished.

@@ -23,6 +23,17 @@
 //     max_message_size 552 5.3.4 while the rest is read and discarded; the
 //     250 reply ("Ok: delivered as ID") only once every copy is fsynced; a
 //     storage fault is 451 4.3.0 and leaves no copy behind.
+//   - Inbound authentication (auth.go), MX mail only: at the end of
+//     DATA/BDAT the spooled message is read once by mailauth (SPF of MAIL
+//     FROM or HELO for the client IP, every DKIM signature, DMARC of the
+//     From domain). DMARC p=reject failure 550 5.7.1; p=quarantine failure
+//     delivered into the recipients' Junk; SPF fail alone recorded, or
+//     550 5.7.23 with [auth] spf_fail = "reject"; a DNS failure that could
+//     change the outcome, or checks past 30 s, 451 (4.4.3 or 4.7.24), never
+//     a pass. The message gets one "Authentication-Results: HOSTNAME; spf=
+//     dkim= dmarc=" field after our Received (RFC 8601); incoming fields
+//     claiming HOSTNAME are removed first (then, and only then, the message
+//     is copied once). Submission (authenticated) mail is not checked.
 //   - Protection: command_timeout per command line, data_timeout per read
 //     during DATA/BDAT (421 4.4.2 and close); max_connections and
 //     max_connections_per_ip (421 4.7.0 at connect, internal/connlimit);
