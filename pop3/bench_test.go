@@ -3,8 +3,11 @@ package pop3_test
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -136,4 +139,44 @@ func benchRetr(b *testing.B, c *client, msg string) {
 		b.ReportMetric(0, "heap-peak-KiB")
 	}
 	c.quit()
+}
+
+// BenchmarkSession10000 is one pop3-load session on a maildrop of 10000
+// messages: connect, USER, PASS, STAT, UIDL, RETR of one message, QUIT.
+// The messages are dropped into cur/ as another MDA would (no fsync), and
+// indexed by the store on the first login.
+func BenchmarkSession10000(b *testing.B) {
+	e := newEnv(b, withOptions(func(o *pop3.Options) { o.Logger = nil }))
+	e.inbox(alice) // creates the maildir
+	cur := filepath.Join(e.dataDir, "mail", "example.test", "alice", "cur")
+	for i := range 10000 {
+		msg := testMessage(fmt.Sprint("message ", i), strings.Repeat("body line\r\n", 50))
+		name := fmt.Sprintf("17000%05d.M%dP1.bench,S=%d,W=%d:2,S", i, i, len(msg), len(msg))
+		if err := os.WriteFile(filepath.Join(cur, name), []byte(msg), 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	buf := make([]byte, 64<<10)
+	session := func() {
+		c := e.dial(b)
+		c.login(alice, alicePW)
+		if got := c.ok("STAT"); !strings.HasPrefix(got, "10000 ") {
+			b.Fatalf("STAT: %q", got)
+		}
+		// Read the listings through a fixed buffer: the figure is the server's.
+		for _, cmd := range []string{"UIDL", "RETR 5000"} {
+			c.ok(cmd)
+			n, err := readMultiLine(c.r, buf)
+			if err != nil || (cmd == "UIDL" && n < int64(10000*len("1 000000016b04993f\r\n"))) {
+				b.Fatalf("%s: %d octets, %v", cmd, n, err)
+			}
+		}
+		c.quit()
+	}
+	session() // the first login indexes the maildir
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		session()
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,7 +32,17 @@ type maildrop struct {
 // against Dovecot 2.3.19 by TestDovecotSameListing), so a maildrop moved
 // from Dovecot keeps its UIDLs.
 func UIDL(uid, uidValidity uint32) string {
-	return fmt.Sprintf("%08x%08x", uid, uidValidity)
+	return string(appendUIDL(nil, uid, uidValidity))
+}
+
+func appendUIDL(b []byte, uid, uidValidity uint32) []byte {
+	const digits = "0123456789abcdef"
+	for _, v := range [2]uint32{uid, uidValidity} {
+		for shift := 28; shift >= 0; shift -= 4 {
+			b = append(b, digits[(v>>shift)&0xf])
+		}
+	}
+	return b
 }
 
 // plaintextAllowed says whether passwords may be sent on this connection:
@@ -352,16 +363,22 @@ func (c *conn) message(arg string) (int, error) {
 }
 
 // listing answers LIST and UIDL: one message with an argument, else all that
-// are not deleted, each as "N VALUE".
-func (c *conn) listing(cmd Command, name string, value func(i int) string) error {
+// are not deleted, each as "N VALUE". appendValue appends message i's value.
+// A maildrop of 10000 messages is listed without an allocation per line.
+func (c *conn) listing(cmd Command, name string, appendValue func(b []byte, i int) []byte) error {
 	args := cmd.Args()
 	d := c.drop
 	switch len(args) {
 	case 0:
 		c.ok("%d messages (%d octets)", len(d.msgs)-d.nDeleted, d.size-d.sizeDeleted)
+		line := make([]byte, 0, 64)
 		for i := range d.msgs {
 			if !d.deleted[i] {
-				c.dataLine(fmt.Sprintf("%d %s", i+1, value(i)))
+				line = strconv.AppendInt(line[:0], int64(i+1), 10)
+				line = append(line, ' ')
+				line = appendValue(line, i)
+				line = append(line, '\r', '\n')
+				_, _ = c.w.Write(line)
 			}
 		}
 		c.endData()
@@ -371,18 +388,20 @@ func (c *conn) listing(cmd Command, name string, value func(i int) string) error
 		if err != nil {
 			return err
 		}
-		c.ok("%d %s", i+1, value(i))
+		c.ok("%d %s", i+1, appendValue(nil, i))
 		return nil
 	}
 	return badf("syntax: %s [msg]", name)
 }
 
 func (c *conn) cmdList(cmd Command) error {
-	return c.listing(cmd, "LIST", func(i int) string { return fmt.Sprint(c.drop.msgs[i].Size) })
+	return c.listing(cmd, "LIST", func(b []byte, i int) []byte { return strconv.AppendInt(b, c.drop.msgs[i].Size, 10) })
 }
 
 func (c *conn) cmdUidl(cmd Command) error {
-	return c.listing(cmd, "UIDL", func(i int) string { return UIDL(c.drop.msgs[i].UID, c.drop.uidValidity) })
+	return c.listing(cmd, "UIDL", func(b []byte, i int) []byte {
+		return appendUIDL(b, c.drop.msgs[i].UID, c.drop.uidValidity)
+	})
 }
 
 func (c *conn) cmdRetr(cmd Command) error {
