@@ -37,6 +37,11 @@ type conn struct {
 	// command at a time.
 	rejectedRcpts int // for the tarpit
 	messages      int // messages received, for queue ids
+	authFailures  int // failed AUTH attempts (submission)
+
+	// implicitTLS is the tls.Conn over this conn on an implicit-TLS
+	// listener (set at accept, read-only after), nil otherwise.
+	implicitTLS *tls.Conn
 
 	mu       sync.Mutex // guards top, sessions and busy
 	top      net.Conn   // what go-smtp writes to: this conn, or the tls.Conn over it (set by NewSession, cleared by Logout)
@@ -146,6 +151,9 @@ func (c *conn) goodbye() {
 		c.mu.Unlock()
 		if top == nil && sessions == 0 {
 			top = c.Conn // before the first EHLO: plain text
+			if c.implicitTLS != nil {
+				top = c.implicitTLS // or TLS from the start
+			}
 		}
 		// top is nil between STARTTLS and the next EHLO: the TLS state is
 		// go-smtp's alone then, so the connection just closes.

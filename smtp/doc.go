@@ -1,5 +1,7 @@
 // Package smtp is Postyard's SMTP front end on go-smtp: the inbound MX
-// service (port 25) now, message submission later (Kind).
+// service (port 25, New) and message submission (587 with STARTTLS and 465
+// with implicit TLS, NewSubmission; the rules are in submission.go and
+// sasl.go). Both serve implicit-TLS listeners too (tls.go).
 //
 // Implemented, as advertised in EHLO:
 //
@@ -7,16 +9,21 @@
 //     ENHANCEDSTATUSCODES (RFC 2034, codes of RFC 3463) on every reply,
 //     SIZE (RFC 1870), STARTTLS (RFC 3207), CHUNKING/BDAT (RFC 3030),
 //     SMTPUTF8 (RFC 6531), LIMITS RCPTMAX (RFC 9422, from go-smtp).
-//   - Not advertised: DSN (RFC 3461): NOTIFY=SUCCESS needs a "delivered"
-//     report sent out through the outbound queue, which does not exist yet;
-//     BINARYMIME (mailboxes are served over IMAP as text); AUTH (MX).
+//   - Submission also: AUTH PLAIN and LOGIN (RFC 4954) where a password
+//     may be sent (TLS, loopback, or security.allow_plaintext_auth).
+//   - Not advertised: DSN (RFC 3461): the relay sends failure reports
+//     always and "delivered"/"delayed" reports never, so NOTIFY and RET
+//     would not be honoured; BINARYMIME (mailboxes are served over IMAP as
+//     text); AUTH (MX).
 //
 // Rules (see Server and session for the code):
 //
 //   - RCPT: local users and aliases of our domains are accepted (user+tag@,
 //     domain case-insensitive); unknown local user 550 5.1.1; any other
 //     domain 554 5.7.1, whatever the client's address (no open relay); an
-//     alias forwarding outside 550 5.3.5 until the outbound queue exists;
+//     alias's targets outside go to the outbound queue with the original
+//     envelope sender (no SRS: SPF of the forwarded copy may fail), or 550
+//     5.3.5 when the deliverer has no queue;
 //     past max_recipients 452 4.5.3 (go-smtp); non-ASCII addresses without
 //     SMTPUTF8 553 5.6.7 (RFC 6531 §3.5).
 //   - DATA/BDAT: streamed through inputFilter into a delivery.Spool; past

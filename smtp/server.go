@@ -42,9 +42,9 @@ type Kind int
 const (
 	// KindMX is the inbound MX (port 25): no AUTH, local recipients only.
 	KindMX Kind = iota
-	// KindSubmission is message submission (587/465, issue 8): AUTH required,
-	// and a logged-in client may send to outside addresses through the
-	// outbound queue. Not served yet.
+	// KindSubmission is message submission (587/465, NewSubmission): AUTH
+	// required, and a logged-in client may send to outside addresses
+	// through the outbound queue.
 	KindSubmission
 )
 
@@ -110,6 +110,13 @@ type Server struct {
 	// Inbound checks (auth.go); checker is nil when they are off.
 	checker      Checker
 	checkTimeout time.Duration
+
+	// queuesRemote: the deliverer queues outside recipients (aliases
+	// forwarding outside, submission); sub is set on submission only
+	// (submission.go); tlsConfig serves implicit-TLS listeners (tls.go).
+	queuesRemote bool
+	sub          *submission
+	tlsConfig    *tls.Config
 
 	srv *gosmtp.Server
 
@@ -185,6 +192,10 @@ func New(opts Options) (*Server, error) {
 	srv.EnableDSN = false
 	srv.ErrorLog = errorLog{s}
 	s.srv = srv
+	if rd, ok := opts.Deliverer.(RemoteDeliverer); ok && rd.QueuesRemote() {
+		s.queuesRemote = true
+	}
+	s.tlsConfig = opts.TLSConfig
 	return s, nil
 }
 
@@ -194,7 +205,7 @@ func (s *Server) Panics() int64 { return s.panics.Load() }
 // Serve accepts connections on l until l is closed or Shutdown is called;
 // it returns nil after Shutdown. l must be a plain listener (STARTTLS only).
 func (s *Server) Serve(l net.Listener) error {
-	ll := &listener{Listener: connlimit.Wrap(l, s.maxConns, s.maxPerIP, s.rejectBusy), s: s}
+	ll := &listener{Listener: connlimit.Wrap(plainBelowTLS{l}, s.maxConns, s.maxPerIP, s.rejectBusy), s: s}
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
@@ -287,6 +298,11 @@ func (s *Server) shuttingDown() bool {
 func (s *Server) rejectBusy(c net.Conn, reason string) {
 	s.logger.Info("connection refused", "remote", c.RemoteAddr().String(), "reason", reason)
 	_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if isImplicitTLS(c) && s.tlsConfig != nil {
+		tc := tls.Server(c, s.tlsConfig)
+		defer tc.Close()
+		c = tc
+	}
 	_, _ = fmt.Fprintf(c, "421 4.7.0 %s Error: %s, try again later\r\n", s.hostname, reason)
 	_ = c.Close()
 }
@@ -308,7 +324,11 @@ func (s *Server) NewSession(sc *gosmtp.Conn) (gosmtp.Session, error) {
 	}
 	_, isTLS := sc.TLSConnectionState()
 	c.log.Debug("session", "kind", s.kind.String(), "helo", sc.Hostname(), "tls", isTLS)
-	return &session{srv: s, c: c, sc: sc, kind: s.kind}, nil
+	sess := &session{srv: s, c: c, sc: sc, kind: s.kind}
+	if s.sub != nil {
+		return submissionSession{sess}, nil // offers AUTH (sasl.go)
+	}
+	return sess, nil
 }
 
 // listener registers every accepted connection.
@@ -318,11 +338,25 @@ type listener struct {
 }
 
 func (l *listener) Accept() (net.Conn, error) {
-	nc, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		nc, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		c := l.s.track(nc)
+		if !isImplicitTLS(nc) {
+			return c, nil
+		}
+		if l.s.tlsConfig == nil {
+			c.log.Error("implicit-TLS connection without a TLS configuration")
+			_ = c.Close()
+			continue
+		}
+		// TLS on top of conn, so go-smtp sees a *tls.Conn (tls.go).
+		tc := tls.Server(c, l.s.tlsConfig)
+		c.implicitTLS = tc
+		return tc, nil
 	}
-	return l.s.track(nc), nil
 }
 
 func (s *Server) track(nc net.Conn) *conn {

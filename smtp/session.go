@@ -1,7 +1,6 @@
 package smtp
 
 import (
-	"cmp"
 	"errors"
 	"io"
 	"strings"
@@ -35,7 +34,10 @@ type transaction struct {
 	from  string // reverse path as given; "" is the null sender
 	utf8  bool   // MAIL ... SMTPUTF8
 	rcpts []delivery.Recipient
-	start time.Time
+	// remote are outside recipients for the outbound queue: any address on
+	// submission, alias targets outside on both services.
+	remote []string
+	start  time.Time
 }
 
 var _ gosmtp.Session = (*session)(nil)
@@ -63,6 +65,9 @@ func (s *session) Mail(from string, opts *gosmtp.MailOptions) error {
 			return s.fail("MAIL", errNeedUTF8(from))
 		}
 	}
+	if rerr := s.checkSender(from); rerr != nil { // submission rules (submission.go)
+		return s.fail("MAIL", rerr)
+	}
 	s.mu.Lock()
 	s.tx = &transaction{from: from, utf8: utf8, start: time.Now()}
 	s.mu.Unlock()
@@ -77,7 +82,7 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	if tx == nil {
 		return s.fail("RCPT", reply(503, gosmtp.EnhancedCode{5, 5, 1}, "Error: need MAIL command"))
 	}
-	rcpts, rerr := s.resolveRcpt(to, tx.utf8)
+	rcpts, remote, rerr := s.resolveRcpt(to, tx.utf8)
 	if rerr != nil {
 		if rerr.code == 550 || rerr.code == 554 {
 			s.tarpit()
@@ -87,6 +92,7 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 	s.mu.Lock()
 	if s.tx == tx {
 		s.tx.rcpts = append(s.tx.rcpts, rcpts...)
+		s.tx.remote = addRemote(s.tx.remote, remote...)
 	}
 	s.mu.Unlock()
 	return nil
@@ -95,45 +101,45 @@ func (s *session) Rcpt(to string, _ *gosmtp.RcptOptions) error {
 // resolveRcpt applies the recipient rules: a local user or alias of ours is
 // accepted (user+tag@ and the domain's case do not matter); an unknown local
 // address is 550 5.1.1; any other domain is relaying, refused (554 5.7.1)
-// unless mayRelay; an alias that forwards outside needs the outbound queue,
-// which does not exist yet (550 5.3.5).
-func (s *session) resolveRcpt(to string, utf8 bool) ([]delivery.Recipient, *replyError) {
+// unless mayRelay, and then queued for the relay; an alias's targets outside
+// are queued too when the deliverer has an outbound queue (else 550 5.3.5).
+// It returns the local copies and the outside addresses.
+func (s *session) resolveRcpt(to string, utf8 bool) ([]delivery.Recipient, []string, *replyError) {
 	_, domain, err := splitAddress(to)
 	if err != nil {
-		return nil, errBadRcptSyntax(to).because(err)
+		return nil, nil, errBadRcptSyntax(to).because(err)
 	}
 	if !utf8 && !isASCII(to) {
-		return nil, errNeedUTF8(to)
+		return nil, nil, errNeedUTF8(to)
 	}
 	if !s.srv.dir.IsLocalDomain(domain) {
 		if s.mayRelay() {
-			// Submission: remote recipients go to the outbound queue (issue 8).
-			return nil, errRemoteAlias(to)
+			return nil, []string{to}, nil // submission: the outbound queue
 		}
-		return nil, errRelayDenied(to)
+		return nil, nil, errRelayDenied(to)
 	}
 	res, err := s.srv.dir.Resolve(to)
 	switch {
 	case errors.Is(err, accounts.ErrNoSuchUser):
-		return nil, errUserUnknown(to).because(err)
+		return nil, nil, errUserUnknown(to).because(err)
 	case errors.Is(err, accounts.ErrNotLocal):
-		return nil, errRelayDenied(to).because(err)
+		return nil, nil, errRelayDenied(to).because(err)
 	case errors.Is(err, accounts.ErrBadAddress):
-		return nil, errBadRcptSyntax(to).because(err)
+		return nil, nil, errBadRcptSyntax(to).because(err)
 	case err != nil:
-		return nil, errInternal().because(err)
+		return nil, nil, errInternal().because(err)
 	}
-	if len(res.Remote) > 0 {
-		return nil, errRemoteAlias(to).because(errors.New("remote targets: " + strings.Join(res.Remote, ", ")))
+	if len(res.Remote) > 0 && !s.srv.queuesRemote {
+		return nil, nil, errRemoteAlias(to).because(errors.New("remote targets: " + strings.Join(res.Remote, ", ")))
 	}
-	if len(res.Local) == 0 {
-		return nil, errUserUnknown(to).because(errors.New("resolves to nobody"))
+	if len(res.Local) == 0 && len(res.Remote) == 0 {
+		return nil, nil, errUserUnknown(to).because(errors.New("resolves to nobody"))
 	}
 	out := make([]delivery.Recipient, len(res.Local))
 	for i, u := range res.Local {
 		out[i] = delivery.Recipient{Address: to, User: u}
 	}
-	return out, nil
+	return out, res.Remote, nil
 }
 
 // mayRelay reports whether the client may send to other domains: never on
@@ -168,7 +174,7 @@ func (s *session) Data(r io.Reader) error {
 	s.c.inData.Store(true)
 	defer s.c.inData.Store(false)
 	tx := s.transaction()
-	if tx == nil || len(tx.rcpts) == 0 {
+	if tx == nil || len(tx.rcpts)+len(tx.remote) == 0 {
 		_, _ = io.Copy(io.Discard, r)
 		return s.fail("DATA", reply(503, gosmtp.EnhancedCode{5, 5, 1}, "Error: no valid recipients"))
 	}
@@ -230,6 +236,12 @@ func (s *session) Data(r io.Reader) error {
 			env.Recipients = inFolder(env.Recipients, junkFolder)
 		}
 	}
+	env.Remote, env.User = tx.remote, s.authUser
+	if s.kind == KindSubmission {
+		if rerr := s.prepareSubmission(tx, env, body); rerr != nil { // submission.go
+			return s.fail("DATA", rerr)
+		}
+	}
 	s.srv.inflight.Add(1)
 	err = s.srv.deliverer.Deliver(s.srv.ctx, env, body)
 	s.srv.inflight.Done()
@@ -237,14 +249,18 @@ func (s *session) Data(r io.Reader) error {
 		s.c.log.Error("delivery failed", "id", env.ID, "err", err)
 		return s.fail("DATA", errDeliveryFailed().because(err))
 	}
+	if s.kind == KindSubmission {
+		s.srv.sub.limits.record(s.authUser)
+	}
 	s.c.errors.Store(0) // Postfix counts errors "without delivering mail"
-	s.c.log.Info("delivered", "id", env.ID, "from", tx.from, "rcpts", len(tx.rcpts),
-		"size", body.Size(), "folder", cmp.Or(env.Recipients[0].Folder, "INBOX"), "ms", time.Since(tx.start).Milliseconds())
+	s.c.log.Info("delivered", "id", env.ID, "from", tx.from, "rcpts", len(tx.rcpts), "remote", len(tx.remote),
+		"queue_id", env.QueueID, "user", s.authUser, "size", body.Size(), "folder", deliveredFolder(env.Recipients),
+		"ms", time.Since(tx.start).Milliseconds())
 	if s.srv.shuttingDown() {
 		s.c.closeAfterWrite.Store(true)
 	}
 	// go-smtp writes an *SMTPError returned from Data as the reply, 250 too.
-	return &gosmtp.SMTPError{Code: 250, EnhancedCode: gosmtp.EnhancedCode{2, 0, 0}, Message: "Ok: delivered as " + env.ID}
+	return okReply(env)
 }
 
 // Reset implements gosmtp.Session (RSET, and the end of every transaction).
