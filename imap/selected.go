@@ -106,6 +106,7 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if s.sel == nil {
 		return nil
 	}
+	defer s.conn.hold()()
 	return s.sel.flush(w, allowExpunge)
 }
 
@@ -121,7 +122,11 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 		<-stop
 		return nil
 	}
-	if err := v.flush(w, true); err != nil {
+	flush := func() error {
+		defer s.conn.hold()()
+		return v.flush(w, true)
+	}
+	if err := flush(); err != nil {
 		return err
 	}
 	for {
@@ -134,7 +139,7 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 				return nil
 			}
 			v.apply(ev)
-			if err := v.flush(w, true); err != nil {
+			if err := flush(); err != nil {
 				return err
 			}
 		}

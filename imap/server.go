@@ -320,9 +320,11 @@ func (l libLogger) Printf(format string, args ...any) {
 }
 
 // conn wraps each client connection. It maps go-imap's fixed 35-minute
-// autologout deadline to imap.idle_timeout, and it says "* BYE" at the
-// first moment the session waits for the client (shutdown, too many failed
-// logins) rather than in the middle of a command.
+// autologout deadline to imap.idle_timeout; it says "* BYE" at the first
+// moment the session waits for the client (shutdown, too many failed
+// logins) rather than in the middle of a command; and it coalesces writes
+// while a command runs: go-imap flushes after every response line, which
+// for FETCH 1:* of a large mailbox is one write(2) per message.
 type conn struct {
 	net.Conn
 	srv         *Server       // set at creation
@@ -341,6 +343,93 @@ type conn struct {
 	expired      bool
 	closed       bool
 	closeErr     error
+
+	wmu       sync.Mutex // guards buffering, wbuf and writes to Conn
+	buffering int        // holds on write coalescing (see hold)
+	wbuf      *[]byte    // pending output while buffering, from writeBufs
+}
+
+// Write coalescing limits.
+const (
+	writeBufSize = 64 << 10
+	// flushTimeout bounds one write of coalesced output; go-imap's own
+	// per-response deadlines do not apply to it.
+	flushTimeout = 5 * time.Minute
+)
+
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize); return &b }}
+
+// hold starts coalescing writes until the returned function is called;
+// holds nest. Output is flushed when the last hold ends, when the buffer
+// is full, and before every read.
+func (c *conn) hold() func() {
+	c.wmu.Lock()
+	c.buffering++
+	c.wmu.Unlock()
+	return func() {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		c.buffering--
+		if c.buffering == 0 {
+			_ = c.flushLocked()
+		}
+	}
+}
+
+// Write buffers while a hold is on, else writes through.
+func (c *conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.buffering == 0 {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		return c.Conn.Write(p)
+	}
+	if c.wbuf == nil {
+		c.wbuf = writeBufs.Get().(*[]byte)
+	}
+	*c.wbuf = append(*c.wbuf, p...)
+	if len(*c.wbuf) >= writeBufSize {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// flushLocked writes the pending output and gives the buffer back.
+func (c *conn) flushLocked() error {
+	if c.wbuf == nil {
+		return nil
+	}
+	var err error
+	if len(*c.wbuf) > 0 {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(flushTimeout))
+		_, err = c.Conn.Write(*c.wbuf)
+		_ = c.Conn.SetWriteDeadline(time.Time{})
+	}
+	*c.wbuf = (*c.wbuf)[:0]
+	writeBufs.Put(c.wbuf)
+	c.wbuf = nil
+	return err
+}
+
+func (c *conn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.flushLocked()
+}
+
+// SetWriteDeadline applies go-imap's per-response deadlines to direct
+// writes only: coalesced output has its own (flushTimeout).
+func (c *conn) SetWriteDeadline(t time.Time) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.buffering > 0 {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *conn) setIMAPConn(ic *imapserver.Conn) {
@@ -360,6 +449,9 @@ func (c *conn) imapConn() *imapserver.Conn {
 // passes, it says BYE and fails every later read: go-imap would otherwise
 // read once more under its 30-second command deadline.
 func (c *conn) Read(b []byte) (int, error) {
+	if err := c.flush(); err != nil {
+		return 0, err
+	}
 	c.mu.Lock()
 	if c.expired {
 		c.mu.Unlock()
@@ -411,6 +503,8 @@ func (c *conn) Close() error {
 		return c.closeErr
 	}
 	c.closed = true
+	// No flush: output still held belongs to a command cut short, and a
+	// flush could block on a client that does not read.
 	c.closeErr = c.Conn.Close()
 	err := c.closeErr
 	c.mu.Unlock()

@@ -36,10 +36,14 @@ var (
 )
 
 // cmd marks a command as running until the returned function is called, so
-// a shutdown BYE waits for its tagged reply.
+// a shutdown BYE waits for its tagged reply, and coalesces its output.
 func (s *session) cmd() func() {
 	s.conn.setBusy(true)
-	return func() { s.conn.setBusy(false) }
+	release := s.conn.hold()
+	return func() {
+		release()
+		s.conn.setBusy(false)
+	}
 }
 
 // Close ends the session when the connection goes.
