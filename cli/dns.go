@@ -30,11 +30,14 @@ exact record to publish when it is not ok:
 
   MX       DOMAIN's mail hosts, which should include the config's hostname
   SPF      one valid v=spf1 record that passes for the hostname's addresses
+           and ends in -all or ~all (?all is a warning, +all is wrong)
   DKIM     the key record of each key in data_dir/dkim for DOMAIN, equal to ours
-  DMARC    one valid v=DMARC1 record (p=none is a warning)
-  A/AAAA   the hostname's addresses
+  DMARC    one valid v=DMARC1 record (p=none or pct below 100 is a warning)
+  A/AAAA   the hostname's addresses (a private or loopback one is a warning)
   PTR      reverse DNS of each address naming the hostname (forward-confirmed)
   MTA-STS, TLS-RPT   optional; warnings when absent
+  Domain, Hostname   shown only when DOMAIN is not in the config's domains,
+                     or hostname is not a public name (such as localhost)
 
 Exit status 1 when a required record is missing or wrong.`,
 		Example: "  postyard dns check example.com",
@@ -57,7 +60,7 @@ Exit status 1 when a required record is missing or wrong.`,
 			if err != nil {
 				return fmt.Errorf("dns check: %w", err)
 			}
-			in := dnscheck.Input{Domain: domain, Hostname: cfg.Hostname, Selector: cfg.DKIM.Selector}
+			in := dnscheck.Input{Domain: domain, Hostname: cfg.Hostname, Selector: cfg.DKIM.Selector, LocalDomains: cfg.Domains}
 			for _, k := range ours {
 				rec, err := dkimsign.PublicRecord(k)
 				if err != nil {

@@ -13,6 +13,12 @@
 //     has a PTR naming the hostname (what large receivers require).
 //   - MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) TXT records: optional,
 //     warnings when absent.
+//   - The config: DOMAIN among its domains, hostname a public name
+//     (findings only when not).
+//
+// Weak records are warnings: SPF ending in ?all or without all (+all is
+// wrong: every forgery passes), DMARC p=none or pct below 100, host
+// addresses that the internet cannot reach (loopback, private, shared).
 //
 // Each finding is ok, warn or missing; a missing one is required, and the
 // CLI exits 1. Every finding that is not ok carries the exact record to
@@ -76,6 +82,9 @@ type Input struct {
 	// Selector is the configured selector, used in the advice when there
 	// is no key yet.
 	Selector string
+	// LocalDomains are the config's domains; when given and DOMAIN is not
+	// among them, a finding says that this server refuses its mail.
+	LocalDomains []string
 }
 
 // Check looks everything up and returns the findings in a fixed order.
@@ -83,8 +92,12 @@ func Check(ctx context.Context, r dnsmx.Resolver, in Input) []Finding {
 	domain := strings.ToLower(strings.TrimSuffix(in.Domain, "."))
 	host := strings.ToLower(strings.TrimSuffix(in.Hostname, "."))
 	c := &checker{ctx: ctx, r: r, domain: domain, host: host}
+	var fs []Finding
+	if f, ok := c.config(in.LocalDomains); !ok {
+		fs = append(fs, f...)
+	}
 	addrs := c.hostAddrs()
-	fs := []Finding{c.mx(addrs), c.spf(addrs)}
+	fs = append(fs, c.mx(addrs), c.spf(addrs))
 	fs = append(fs, c.dkim(in.Keys, in.Selector)...)
 	fs = append(fs, c.dmarc(), c.addrFinding(addrs))
 	fs = append(fs, c.ptr(addrs)...)
@@ -146,6 +159,37 @@ func dnsProblem(err error) string {
 		return "DNS lookup failed, try again: " + err.Error()
 	}
 	return err.Error()
+}
+
+// config checks what the config says of DOMAIN and of our hostname; it
+// returns findings only when something is wrong (ok false).
+func (c *checker) config(local []string) ([]Finding, bool) {
+	var fs []Finding
+	if local != nil && !slices.ContainsFunc(local, func(d string) bool { return strings.EqualFold(strings.TrimSuffix(d, "."), c.domain) }) {
+		fs = append(fs, Finding{Check: "Domain", Status: Missing,
+			Detail: c.domain + " is not in the config's domains: this server refuses its mail",
+			Fix:    fmt.Sprintf("add %q to domains in the config", c.domain)})
+	}
+	if !publicName(c.host) {
+		fs = append(fs, Finding{Check: "Hostname", Status: Missing,
+			Detail: fmt.Sprintf("%q is not a public host name: other servers cannot find this one by it", c.host),
+			Fix:    fmt.Sprintf("set hostname = \"mail.%s\" (the server's public name) in the config, and publish its A/AAAA record", c.domain)})
+	}
+	return fs, len(fs) == 0
+}
+
+// publicName reports whether a host name can be a public one: at least two
+// labels, and not localhost or a special-use name (RFC 6761).
+func publicName(h string) bool {
+	if !strings.Contains(h, ".") {
+		return false
+	}
+	for _, special := range []string{"localhost", "local", "localdomain", "internal", "home.arpa"} {
+		if h == special || strings.HasSuffix(h, "."+special) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *checker) hostAddrs() []netip.Addr {
@@ -232,7 +276,32 @@ func (c *checker) spf(addrs []netip.Addr) Finding {
 			return f
 		}
 	}
+	rec, _ := mailauth.ParseSPF(recs[0])
+	switch spfDefault(rec) {
+	case '+':
+		// Every forgery passes SPF, and with it DMARC.
+		f.Status, f.Fix = Missing, "end the record with -all (or ~all), not +all: "+fix
+		f.Detail += " (+all lets any host on the internet send as " + c.domain + ")"
+	case '?', 0:
+		f.Status, f.Fix = Warn, "end the record with -all (or ~all), for example: "+fix
+		f.Detail += " (other hosts get neutral: SPF does not protect " + c.domain + " from forgery)"
+	}
 	return f
+}
+
+// spfDefault is the qualifier of the record's final "all" ('+', '-', '~',
+// '?'); '-' for a record that ends in redirect= (the target decides; it is
+// evaluated when the record is checked), 0 when neither is there.
+func spfDefault(rec *mailauth.SPFRecord) byte {
+	for _, d := range rec.Directives {
+		if d.Mechanism == "all" {
+			return d.Qualifier // §5.1: terms after "all" are never reached
+		}
+	}
+	if rec.Redirect != "" {
+		return '-'
+	}
+	return 0
 }
 
 func (c *checker) dkim(keys []DKIMKey, selector string) []Finding {
@@ -257,6 +326,8 @@ func (c *checker) dkim(keys []DKIMKey, selector string) []Finding {
 			f.Status, f.Detail, f.Fix = Missing, "no key record at "+name, fix
 		case len(txts) > 1:
 			f.Status, f.Detail, f.Fix = Missing, fmt.Sprintf("%d TXT records at %s (RFC 6376 §3.6.2.2: verifiers fail)", len(txts), name), "keep only: "+fix
+		case keyOf(txts[0]) == "":
+			f.Status, f.Detail, f.Fix = Missing, "the record at "+name+" has no key (empty or no p=: revoked, RFC 6376 §3.6.1): signatures will fail", fix
 		case keyOf(txts[0]) != keyOf(k.Record):
 			f.Status, f.Detail, f.Fix = Missing, "the key published at "+name+" is not ours: signatures will fail", fix
 		default:
@@ -315,8 +386,11 @@ func (c *checker) dmarc() Finding {
 		f.Detail += " (" + err.Error() + ")"
 		return f
 	}
-	if rec.Policy == mailauth.PolicyNone {
+	switch {
+	case rec.Policy == mailauth.PolicyNone:
 		f.Status, f.Fix = Warn, "p=none only monitors; once reports look right: "+fix
+	case rec.Percent < 100:
+		f.Status, f.Fix = Warn, fmt.Sprintf("pct=%d applies p=%s to only %d%% of failing mail; once reports look right, remove pct=", rec.Percent, rec.Policy, rec.Percent)
 	}
 	return f
 }
@@ -330,13 +404,33 @@ func (c *checker) addrFinding(addrs []netip.Addr) Finding {
 	case len(addrs) == 0:
 		f.Status, f.Detail, f.Fix = Missing, "no address for "+c.host, fix
 	default:
-		var s []string
+		var s, inner []string
 		for _, a := range addrs {
 			s = append(s, a.String())
+			if !publicAddr(a) {
+				inner = append(inner, a.String())
+			}
 		}
 		f.Detail = c.host + " is " + strings.Join(s, ", ")
+		if len(inner) > 0 {
+			// A warning, not a failure: with split DNS the configured
+			// resolver may rightly give inside addresses.
+			f.Status, f.Fix = Warn, "the internet's DNS must give the server's public address: "+fix
+			f.Detail += " (" + strings.Join(inner, ", ") + " cannot be reached from the internet)"
+		}
 	}
 	return f
+}
+
+// publicAddr reports whether other mail servers could connect to a: not
+// loopback, private (RFC 1918, RFC 4193), link-local, shared (RFC 6598) or
+// unspecified.
+func publicAddr(a netip.Addr) bool {
+	a = a.Unmap()
+	if a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsUnspecified() || !a.IsGlobalUnicast() {
+		return false
+	}
+	return !netip.MustParsePrefix("100.64.0.0/10").Contains(a)
 }
 
 // ptr checks forward-confirmed reverse DNS of each address of the host.

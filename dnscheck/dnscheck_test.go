@@ -45,7 +45,8 @@ func run(t *testing.T, srv *dnstest.Server, in dnscheck.Input) ([]dnscheck.Findi
 
 func input() dnscheck.Input {
 	return dnscheck.Input{Domain: "example.org", Hostname: "mail.example.org", Selector: "default",
-		Keys: []dnscheck.DKIMKey{{Selector: "default", Record: ourKey}}}
+		Keys:         []dnscheck.DKIMKey{{Selector: "default", Record: ourKey}},
+		LocalDomains: []string{"example.net", "Example.ORG."}}
 }
 
 func statuses(fs []dnscheck.Finding) string {
@@ -119,6 +120,30 @@ func TestProblems(t *testing.T) {
 			"TLS-RPT", "warn", `_smtp._tls.example.org. IN TXT "v=TLSRPTv1; rua=mailto:postmaster@example.org"`},
 		{"DNS timeout", func(s *dnstest.Server) { s.Fail("_dmarc.example.org", 0, dnstest.Timeout) }, nil,
 			"DMARC", "missing", "try again"},
+		{"SPF +all", func(s *dnstest.Server) { s.Set(`example.org. IN TXT "v=spf1 mx +all"`) }, nil,
+			"SPF", "missing", "+all lets any host on the internet send as example.org"},
+		{"SPF all without qualifier", func(s *dnstest.Server) { s.Set(`example.org. IN TXT "v=spf1 mx all"`) }, nil,
+			"SPF", "missing", "not +all"},
+		{"SPF ?all", func(s *dnstest.Server) { s.Set(`example.org. IN TXT "v=spf1 mx ?all"`) }, nil,
+			"SPF", "warn", "other hosts get neutral"},
+		{"SPF without all", func(s *dnstest.Server) { s.Set(`example.org. IN TXT "v=spf1 mx"`) }, nil,
+			"SPF", "warn", "end the record with -all"},
+		{"SPF ~all", func(s *dnstest.Server) { s.Set(`example.org. IN TXT "v=spf1 mx ~all"`) }, nil,
+			"SPF", "ok", ""},
+		{"SPF redirect", func(s *dnstest.Server) {
+			s.Set(`example.org. IN TXT "v=spf1 redirect=_spf.example.org"`)
+			s.Add(`_spf.example.org. IN TXT "v=spf1 a:mail.example.org -all"`)
+		}, nil, "SPF", "ok", ""},
+		{"DMARC pct=25", func(s *dnstest.Server) { s.Set(`_dmarc.example.org. IN TXT "v=DMARC1; p=reject; pct=25"`) }, nil,
+			"DMARC", "warn", "pct=25 applies p=reject to only 25% of failing mail"},
+		{"revoked DKIM key", func(s *dnstest.Server) { s.Set(`default._domainkey.example.org. IN TXT "v=DKIM1; k=ed25519; p="`) }, nil,
+			"DKIM default", "missing", "revoked"},
+		{"private host address", func(s *dnstest.Server) {
+			s.Set("mail.example.org. IN A 10.1.2.25")
+			s.Add("25.2.1.10.in-addr.arpa. IN PTR mail.example.org.")
+		}, nil, "A/AAAA", "warn", "10.1.2.25 cannot be reached from the internet"},
+		{"not one of our domains", nil, func(in *dnscheck.Input) { in.LocalDomains = []string{"example.net"} },
+			"Domain", "missing", `add "example.org" to domains in the config`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -150,6 +175,27 @@ func TestProblems(t *testing.T) {
 				t.Errorf("Failed = %d", dnscheck.Failed(fs))
 			}
 		})
+	}
+}
+
+// TestHostname: a hostname that cannot be public is its own finding,
+// with the config change to make.
+func TestHostname(t *testing.T) {
+	t.Parallel()
+	srv := dnstest.Start(t, goodZone)
+	for _, host := range []string{"localhost", "mail", "mx.localdomain", "mail.internal"} {
+		in := input()
+		in.Hostname = host
+		fs, out := run(t, srv, in)
+		if fs[0].Check != "Hostname" || fs[0].Status != dnscheck.Missing || !strings.Contains(out, `set hostname = "mail.example.org"`) {
+			t.Errorf("%s: first finding %s %s:\n%s", host, fs[0].Check, fs[0].Status, out)
+		}
+	}
+	fs, out := run(t, srv, input())
+	for _, f := range fs {
+		if f.Check == "Hostname" || f.Check == "Domain" {
+			t.Errorf("finding %s for a good config:\n%s", f.Check, out)
+		}
 	}
 }
 
