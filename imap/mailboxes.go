@@ -135,7 +135,10 @@ func (s *session) status(name string, options *imap.StatusOptions) (*imap.Status
 		data.NumUnseen = &st.Unseen
 	}
 	if options.NumRecent {
-		data.NumRecent = &st.Recent
+		// \Recent is not kept (RFC 9051 dropped it): SELECT says
+		// "* 0 RECENT" and SEARCH RECENT finds nothing, so STATUS agrees.
+		var zero uint32
+		data.NumRecent = &zero
 	}
 	if options.Size {
 		data.Size = &st.Size
@@ -191,13 +194,17 @@ func (s *session) Delete(name string) error {
 func (s *session) Rename(oldName, newName string, options *imap.RenameOptions) error {
 	defer s.cmd()()
 	newName = strings.TrimSuffix(newName, delim)
-	// RFC 9051 §6.3.6: the superior names the new name needs are created.
+	if err := s.mail.RenameMailbox(oldName, newName); err != nil {
+		return s.mapErr("rename", err)
+	}
+	// RFC 9051 §6.3.6: the superior names the new name needs are created
+	// (after the rename, so a refused one leaves nothing behind).
 	for i := strings.IndexByte(newName, maildir.Delimiter); i > 0; i = nextDelim(newName, i) {
 		if err := s.mail.CreateMailbox(newName[:i]); err != nil && !errors.Is(err, maildir.ErrExists) {
-			return s.mapErr("rename", err)
+			return s.mapErr("rename: create parent", err)
 		}
 	}
-	return s.mapErr("rename", s.mail.RenameMailbox(oldName, newName))
+	return nil
 }
 
 // nextDelim is the index of the next delimiter after i, or -1.
