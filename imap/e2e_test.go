@@ -6,7 +6,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -355,4 +357,46 @@ func maildirFiles(t *testing.T, dir string) []string {
 		}
 	}
 	return out
+}
+
+// TestE2ELimitsAndAutoconfig: the per-IP and per-user limits of [imap],
+// and the autoconfig listener naming the configured IMAP ports.
+func TestE2ELimitsAndAutoconfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test (builds and runs the binary)")
+	}
+	env := testenv.Start(t, testenv.Options{Config: map[string]any{
+		"imap.max_connections_per_ip":   2,
+		"imap.max_connections_per_user": 1,
+	}})
+	env.AddUser(t, alice, password)
+	a := dialRaw(t, env.IMAP)
+	b := dialRaw(t, env.IMAP)
+	c, err := net.DialTimeout("tcp", env.IMAP, ioTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	third := newRaw(t, c)
+	if l, err := third.tryReadLine(ioTimeout); err != nil || !strings.HasPrefix(l, "* BYE [UNAVAILABLE]") {
+		t.Errorf("third connection from one address: %q, %v; want * BYE [UNAVAILABLE]", l, err)
+	}
+	a.login(alice)
+	if _, st := b.cmd("LOGIN %s %q", alice, password); !strings.HasPrefix(st, "NO [LIMIT]") {
+		t.Errorf("second session of the user: %q, want NO [LIMIT]", st)
+	}
+
+	_, imapPort, _ := net.SplitHostPort(env.IMAP)
+	_, imapsPort, _ := net.SplitHostPort(env.IMAPTLS)
+	client := &http.Client{Timeout: ioTimeout}
+	resp, err := client.Get("http://" + env.Autoconfig + "/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=" + alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"<port>" + imapsPort + "</port>", "<port>" + imapPort + "</port>", "<hostname>" + env.Hostname + "</hostname>", "<username>" + alice + "</username>"} {
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("autoconfig: %d, missing %s in\n%s", resp.StatusCode, want, body)
+		}
+	}
 }
