@@ -177,7 +177,7 @@ func (s *Server) serveConn(c net.Conn) {
 		_ = c.Close()
 		return
 	}
-	sess := &session{srv: s, conn: cn, log: log, cid: id}
+	sess := &session{srv: s, conn: cn, log: log, connLog: log, cid: id}
 	cn.sess = sess
 	opts := &imapserver.Options{
 		NewSession: func(ic *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {

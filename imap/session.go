@@ -18,8 +18,10 @@ import (
 type session struct {
 	srv  *Server      // set at creation
 	conn *conn        // set at creation
-	log  *slog.Logger // set at creation; carries cid, and user after login
+	log  *slog.Logger // connLog, with the user once logged in
 	cid  string       // set at creation
+	// connLog is the connection's logger (with cid); set at creation.
+	connLog *slog.Logger
 
 	authFailures int           // failed LOGIN/AUTHENTICATE attempts
 	user         string        // canonical address once logged in, else ""
@@ -56,8 +58,9 @@ func (s *session) Close() error {
 func (s *session) logout() {
 	if s.user != "" {
 		s.srv.releaseUser(s.user)
-		s.log.Info("imap: logout", "user", s.user)
+		s.log.Info("imap: logout")
 		s.user, s.mail = "", nil
+		s.log = s.connLog
 	}
 }
 
@@ -93,7 +96,7 @@ func (s *session) Login(username, password string) error {
 		}
 	}
 	s.user, s.mail = addr, mail
-	s.log = s.log.With("user", addr)
+	s.log = s.connLog.With("user", addr)
 	s.log.Info("imap: login", "remote", s.conn.RemoteAddr().String())
 	return nil
 }
