@@ -209,6 +209,9 @@ func (c *conn) lingeringClose() {
 		}
 		nc = u.Unwrap()
 	}
+	if !c.setIdle(true) { // Shutdown may cut the wait short
+		return
+	}
 	_ = c.nc.SetReadDeadline(time.Now().Add(lingerTimeout))
 	_, _ = io.CopyN(io.Discard, c.nc, 64<<10)
 }
@@ -243,7 +246,7 @@ func (c *conn) readCommandLine() (string, error) {
 		if errors.As(err, &long) {
 			c.log.Info("pop3 command line too long", "octets", long.n)
 			if !c.replyError(badf("command line too long (%d octets; the limit is %d)", long.n, MaxCommandLine)) {
-				return "", errShutdown
+				return "", errEnd // too many bad commands: answered and dropped
 			}
 			continue
 		}
@@ -294,6 +297,7 @@ func (c *conn) readLine() (string, error) {
 func (c *conn) endOnReadError(err error) {
 	var ne net.Error
 	switch {
+	case errors.Is(err, errEnd):
 	case errors.Is(err, errShutdown) || c.srv.closing.Load():
 		c.log.Debug("pop3 session closed by shutdown")
 	case errors.Is(err, errLineTooLong):
