@@ -39,14 +39,13 @@ type conn struct {
 	messages      int // messages received, for queue ids
 	authFailures  int // failed AUTH attempts (submission)
 
-	// implicitTLS is the tls.Conn over this conn on an implicit-TLS
-	// listener (set at accept, read-only after), nil otherwise.
-	implicitTLS *tls.Conn
-
-	mu       sync.Mutex // guards top, sessions and busy
+	mu       sync.Mutex // guards top, sessions, busy and implicitTLS
 	top      net.Conn   // what go-smtp writes to: this conn, or the tls.Conn over it (set by NewSession, cleared by Logout)
 	sessions int        // sessions begun (a second one follows STARTTLS)
 	busy     bool       // in a mail transaction (MAIL given until its end); Shutdown waits for it
+	// implicitTLS is the tls.Conn over this conn on an implicit-TLS
+	// listener (set at accept), nil otherwise.
+	implicitTLS *tls.Conn
 
 	goodbyeOnce sync.Once
 	closeOnce   sync.Once
@@ -147,12 +146,12 @@ func (c *conn) goodbye() {
 	c.goodbyeOnce.Do(func() {
 		c.abortReads.Store(true)
 		c.mu.Lock()
-		top, sessions := c.top, c.sessions
+		top, sessions, implicitTLS := c.top, c.sessions, c.implicitTLS
 		c.mu.Unlock()
 		if top == nil && sessions == 0 {
 			top = c.Conn // before the first EHLO: plain text
-			if c.implicitTLS != nil {
-				top = c.implicitTLS // or TLS from the start
+			if implicitTLS != nil {
+				top = implicitTLS // or TLS from the start
 			}
 		}
 		// top is nil between STARTTLS and the next EHLO: the TLS state is

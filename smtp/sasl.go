@@ -130,6 +130,7 @@ func (l *loginServer) Next(response []byte) (challenge []byte, done bool, err er
 			return []byte("Username:"), false, nil
 		}
 		if len(response) > maxAuthField || bytes.ContainsAny(response, "\x00\r\n") {
+			l.step = 2
 			return nil, true, errBadAuthInput()
 		}
 		l.username, l.step = string(response), 1

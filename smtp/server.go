@@ -354,7 +354,9 @@ func (l *listener) Accept() (net.Conn, error) {
 		}
 		// TLS on top of conn, so go-smtp sees a *tls.Conn (tls.go).
 		tc := tls.Server(c, l.s.tlsConfig)
+		c.mu.Lock()
 		c.implicitTLS = tc
+		c.mu.Unlock()
 		return tc, nil
 	}
 }
