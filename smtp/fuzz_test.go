@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/postyard-mail/postyard/mailauth"
 )
 
 // FuzzSession feeds arbitrary client input to a real server (EXAMPLES 25):
@@ -19,10 +21,15 @@ func FuzzSession(f *testing.F) {
 		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
 		"EHLO a\r\nBDAT 10\r\nMAIL FROM:<a@b>\r\nBDAT x\r\nSTARTTLS\r\n",
 		"EHLO a\r\nMAIL FROM:<a@b>\r\nRCPT TO:<alice@example.test>\r\nBDAT 3\r\nabcBDAT 0 LAST\r\n",
+		// the inbound checks: forged results, a broken signature, two From
+		"EHLO a\r\nMAIL FROM:<b@pass.example>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nAuthentication-Results: mx.example.test; spf=pass\r\n" +
+			"DKIM-Signature: v=1; a=rsa-sha256; d=signed.example; s=s1; h=from; bh=x; b=y\r\nFrom: b@pass.example\r\nFrom: c@reject.example\r\n\r\nhi\r\n.\r\n",
+		"EHLO a\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nFrom: <b@quarantine.example>\r\nAuthentication-Results: (x\r\n.\r\n",
 	} {
 		f.Add([]byte(seed))
 	}
-	ts := startServer(f, unlimited)
+	// The checks on, as on the MX: messages go through mailauth and Rewrite.
+	ts := startServer(f, unlimited, newAuthEnv(f).checking(f, mailauth.Policy{}, 0))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c, err := net.Dial("tcp", ts.addr)
 		if err != nil {
