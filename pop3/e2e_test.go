@@ -1,6 +1,8 @@
 package pop3_test
 
 import (
+	"bufio"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,4 +98,46 @@ func TestE2EClients(t *testing.T) {
 func dialE2E(t *testing.T, addr string) *client {
 	t.Helper()
 	return (&env{t: t, plain: addr}).dial(t) // testenv's hostname is mail.example.test too
+}
+
+// TestE2EConnectionLimit: pop3.max_connections_per_ip refuses the
+// connection past the limit with -ERR [SYS/TEMP] (the server wraps the
+// listeners with internal/connlimit) and admits again once one closes.
+func TestE2EConnectionLimit(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Config: map[string]any{"pop3.max_connections_per_ip": 1}})
+	logOnFailure(t, env)
+	// greeting connects and returns the first line the server sends.
+	greeting := func() (net.Conn, string) {
+		nc, err := net.DialTimeout("tcp", env.POP3, ioTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.SetDeadline(time.Now().Add(ioTimeout))
+		line, _ := bufio.NewReader(nc).ReadString('\n')
+		return nc, line
+	}
+	// untilAdmitted retries while an earlier connection (testenv's readiness
+	// probe, a closed session) still holds the slot.
+	untilAdmitted := func() net.Conn {
+		deadline := time.Now().Add(ioTimeout)
+		for {
+			nc, line := greeting()
+			if strings.HasPrefix(line, "+OK ") {
+				return nc
+			}
+			nc.Close()
+			if !strings.HasPrefix(line, "-ERR [SYS/TEMP] ") || time.Now().After(deadline) {
+				t.Fatalf("greeting %q", line)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	first := untilAdmitted()
+	second, line := greeting()
+	second.Close()
+	if line != "-ERR [SYS/TEMP] too many connections from your address\r\n" {
+		t.Fatalf("second connection: %q", line)
+	}
+	first.Close()
+	untilAdmitted().Close()
 }
