@@ -11,6 +11,7 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"strings"
+	"sync"
 
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
@@ -60,8 +61,21 @@ type scanner struct {
 	err     error // first read error other than EOF
 }
 
+// readers recycles the scanners' buffers: FETCH ENVELOPE of a page of
+// messages scans one header per message.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 8192) }}
+
 func newScanner(r io.Reader) *scanner {
-	return &scanner{br: bufio.NewReaderSize(r, 8192), bol: true}
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return &scanner{br: br, bol: true}
+}
+
+// release gives the buffer back; the scanner is not used afterwards.
+func (sc *scanner) release() {
+	sc.br.Reset(nil)
+	readers.Put(sc.br)
+	sc.br = nil
 }
 
 // line returns the next line, or the next piece of a line longer than the
@@ -238,6 +252,7 @@ func (sc *scanner) entity(bounds []string, depth int, defType string) (*part, st
 // parseStructure scans a whole message.
 func parseStructure(r io.Reader) (*part, error) {
 	sc := newScanner(r)
+	defer sc.release()
 	root, _ := sc.entity(nil, 0, "text/plain")
 	if sc.err != nil {
 		return nil, fmt.Errorf("reading message: %w", sc.err)
@@ -248,6 +263,7 @@ func parseStructure(r io.Reader) (*part, error) {
 // parseHeaderOnly scans the top-level header; end is set to size.
 func parseHeaderOnly(r io.Reader, size int64) (*part, error) {
 	sc := newScanner(r)
+	defer sc.release()
 	var raw []byte
 	for {
 		b, bol := sc.line()
