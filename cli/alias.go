@@ -10,12 +10,13 @@ import (
 	"github.com/postyard-mail/postyard/accounts"
 )
 
-// remoteAliasTargets says whether aliases may forward to outside addresses.
-// They need the outbound queue; until it exists they are refused with
-// noRemoteHint. Flip both together.
+// remoteAliasTargets says whether aliases may forward to outside addresses:
+// they go out through the outbound queue, with the original envelope sender
+// (no SRS rewriting, so the forwarded copy may fail the sender's SPF).
+// noRemoteHint explains a refusal when it is false.
 const (
-	remoteAliasTargets = false
-	noRemoteHint       = "forwarding to outside addresses needs the outbound queue, which this version does not have yet"
+	remoteAliasTargets = true
+	noRemoteHint       = "forwarding to outside addresses is switched off in this build"
 )
 
 func newAliasCmd(a *app) *cobra.Command {
@@ -28,11 +29,14 @@ func newAliasCmd(a *app) *cobra.Command {
 	add := &cobra.Command{
 		Use:   "add ADDR TARGET...",
 		Short: "Deliver mail for ADDR to the TARGETs (adds to an existing alias)",
-		Long: `Deliver mail for ADDR to each TARGET, a local user or another alias. ADDR is
+		Long: `Deliver mail for ADDR to each TARGET: a local user, another alias, or an
+outside address (forwarded through the outbound queue with the original
+sender; no SRS, so the sender's SPF may fail at the target). ADDR is
 user@domain on a configured domain, or @domain for a catch-all. Adding to an
 existing alias adds the new targets to it.`,
 		Example: `  postyard alias add postmaster@example.com alice@example.com
-  postyard alias add team@example.com alice@example.com bob@example.com`,
+  postyard alias add team@example.com alice@example.com bob@example.com
+  postyard alias add bob@example.com bob@gmail.example`,
 		Args: minArgs(2, "ADDR and at least one TARGET"),
 		RunE: func(_ *cobra.Command, args []string) error {
 			var targets []string

@@ -5,12 +5,10 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
-	"path/filepath"
 
 	"github.com/postyard-mail/postyard/accounts"
 	"github.com/postyard-mail/postyard/autoconfig"
 	"github.com/postyard-mail/postyard/config"
-	"github.com/postyard-mail/postyard/delivery"
 	"github.com/postyard-mail/postyard/dnsmx"
 	"github.com/postyard-mail/postyard/imap"
 	"github.com/postyard-mail/postyard/maildir"
@@ -45,6 +43,9 @@ type deps struct {
 	// dns is the one DNS client of the process (with its cache), made by
 	// resolver() on first use; constructors run one after the other.
 	dns *dnsmx.Client
+	// out is the delivery side (local delivery, queue, relay, DKIM keys),
+	// made by outbound() on first use (outbound.go).
+	out *outbound
 }
 
 // log returns the logger of one service.
@@ -99,8 +100,7 @@ func newServices(d *deps) (map[string]Service, error) {
 
 // newSMTP builds the inbound MX service (smtp.listen).
 func newSMTP(d *deps) (Service, error) {
-	local, err := delivery.NewLocal(delivery.LocalOptions{Store: delivery.MaildirStore{S: d.store},
-		SpoolDir: filepath.Join(d.cfg.DataDir, "tmp"), Logger: d.log(protoSMTP)})
+	out, err := d.outbound()
 	if err != nil {
 		return nil, err
 	}
@@ -109,13 +109,19 @@ func newSMTP(d *deps) (Service, error) {
 		return nil, err
 	}
 	return smtp.New(smtp.Options{Config: d.cfg.SMTP, Hostname: d.cfg.Hostname, Directory: d.accounts,
-		Deliverer: local, TLSConfig: d.tls, Logger: d.log(protoSMTP), Checker: checker})
+		Deliverer: out.router, TLSConfig: d.tls, Logger: d.log(protoSMTP), Checker: checker})
 }
 
 // newSubmission builds the authenticated submission service
 // (submission.listen with STARTTLS, submission.tls_listen implicit TLS).
 func newSubmission(d *deps) (Service, error) {
-	return newPlaceholder(protoSubmission, smtpPlaceholder, d), nil
+	out, err := d.outbound()
+	if err != nil {
+		return nil, err
+	}
+	return smtp.NewSubmission(smtp.SubmissionOptions{SMTP: d.cfg.SMTP, Submission: d.cfg.Submission,
+		Security: d.cfg.Security, Hostname: d.cfg.Hostname, Directory: d.accounts, Accounts: d.accounts,
+		Deliverer: out.router, Signer: out.keys, TLSConfig: d.tls, Logger: d.log(protoSubmission)})
 }
 
 // newIMAP builds the IMAP service (imap.listen, imap.tls_listen).

@@ -151,24 +151,39 @@ func New(opts Options) (*Relay, error) {
 const rescanEvery = 2 * time.Second
 
 // Run delivers due entries until ctx ends, then waits for deliveries in
-// flight (they stop at ctx's end too).
+// flight (they stop at ctx's end too). Entries enqueued by this process are
+// started as soon as they are committed (Queue.TakeFresh), without
+// rereading the queue; the whole queue is scanned for due retries and for
+// changes made by other processes at least every rescanEvery.
 func (r *Relay) Run(ctx context.Context) error {
 	defer r.wg.Wait()
 	defer r.pool.closeAll()
+	next := r.RunDue(ctx)
+	lastScan := r.opt.Clock.Now()
 	for {
-		next := r.RunDue(ctx)
-		wait := rescanEvery
+		now := r.opt.Clock.Now()
+		wait := rescanEvery - now.Sub(lastScan)
 		if !next.IsZero() {
-			if d := next.Sub(r.opt.Clock.Now()); d < wait {
-				wait = max(d, 10*time.Millisecond)
-			}
+			wait = min(wait, next.Sub(now))
 		}
+		wait = max(wait, 10*time.Millisecond)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-r.opt.Queue.Notify():
+			if ids := r.opt.Queue.TakeFresh(); len(ids) > 0 {
+				for _, id := range ids {
+					if !r.start(ctx, id) {
+						return nil
+					}
+				}
+				continue
+			}
+			// A wake without fresh entries (a Retry): scan.
 		case <-r.opt.Clock.After(wait):
 		}
+		next = r.RunDue(ctx)
+		lastScan = r.opt.Clock.Now()
 	}
 }
 
@@ -188,32 +203,41 @@ func (r *Relay) RunDue(ctx context.Context) time.Time {
 			}
 			continue
 		}
-		r.mu.Lock()
-		busy := r.inFlight[env.ID]
-		if !busy {
-			r.inFlight[env.ID] = true
-		}
-		r.mu.Unlock()
-		if busy {
-			continue
-		}
-		select {
-		case r.workers <- struct{}{}:
-		case <-ctx.Done():
-			r.done(env.ID)
+		if !r.start(ctx, env.ID) {
 			return next
 		}
-		r.wg.Add(1)
-		go func(id string) {
-			defer r.wg.Done()
-			defer func() { <-r.workers }()
-			defer r.done(id)
-			if err := r.Attempt(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
-				r.log.Error("delivery attempt", "id", id, "err", err)
-			}
-		}(env.ID)
 	}
 	return next
+}
+
+// start begins a delivery attempt of entry id unless one is in flight,
+// waiting for a free worker; false when ctx ended first.
+func (r *Relay) start(ctx context.Context, id string) bool {
+	r.mu.Lock()
+	busy := r.inFlight[id]
+	if !busy {
+		r.inFlight[id] = true
+	}
+	r.mu.Unlock()
+	if busy {
+		return true
+	}
+	select {
+	case r.workers <- struct{}{}:
+	case <-ctx.Done():
+		r.done(id)
+		return false
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer func() { <-r.workers }()
+		defer r.done(id)
+		if err := r.Attempt(ctx, id); err != nil && !errors.Is(err, queue.ErrNotFound) {
+			r.log.Error("delivery attempt", "id", id, "err", err)
+		}
+	}()
+	return true
 }
 
 // Wait blocks until every delivery started by RunDue has finished.
