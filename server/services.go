@@ -95,8 +95,8 @@ func newServices(d *deps) (map[string]Service, error) {
 	return out, nil
 }
 
-// The constructors below are one per protocol. Each front end replaces the
-// placeholder line of its own protocol with its real constructor.
+// The constructors below are one per protocol; each takes what its front
+// end needs from deps.
 
 // newSMTP builds the inbound MX service (smtp.listen).
 func newSMTP(d *deps) (Service, error) {
