@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-sasl"
+	gosmtp "github.com/emersion/go-smtp"
+
 	"github.com/postyard-mail/postyard/internal/dnstest"
 	"github.com/postyard-mail/postyard/internal/testenv"
 )
@@ -83,7 +86,9 @@ func readMaildir(t *testing.T, dir string) map[string]string {
 // a domain whose SPF allows 127.0.0.1 passes SPF, DKIM and DMARC, and a
 // forged Authentication-Results for our hostname is gone from the delivered
 // copy; a DMARC p=reject failure is refused with 550 5.7.1; a p=quarantine
-// failure lands in .Junk/new; a DNS timeout gives 451 4.4.3.
+// failure lands in .Junk/new; a DNS timeout gives 451 4.4.3; our own
+// domain forged on port 25 is refused by its DMARC policy, while the same
+// From submitted by the logged-in user is delivered unchecked.
 func TestE2EInboundAuth(t *testing.T) {
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -97,6 +102,8 @@ _dmarc.reject.test.     IN TXT "v=DMARC1; p=reject"
 quarantine.test.        IN TXT "v=spf1 ip4:192.0.2.1 -all"
 _dmarc.quarantine.test. IN TXT "v=DMARC1; p=quarantine"
 slow.test.              IN TXT "v=spf1 ip4:127.0.0.1 -all"
+example.test.           IN TXT "v=spf1 ip4:192.0.2.25 -all"
+_dmarc.example.test.    IN TXT "v=DMARC1; p=reject"
 `)
 	dns.Add(`py._domainkey.pass.test. IN TXT "v=DKIM1; k=ed25519; p=` + base64.StdEncoding.EncodeToString(pub) + `"`)
 	dns.Fail("_dmarc.slow.test.", 0, dnstest.Timeout)
@@ -166,8 +173,45 @@ slow.test.              IN TXT "v=spf1 ip4:127.0.0.1 -all"
 		t.Errorf("DNS timeout: %d %s %s, want 451 4.4.3", o.dataCode, o.dataEnh, o.dataText)
 	}
 
-	if n, j := len(readMaildir(t, inbox)), len(readMaildir(t, junk)); n != 1 || j != 1 {
-		t.Errorf("%d messages in new/ and %d in .Junk/new at the end, want 1 and 1", n, j)
+	// Our own domain forged from outside: its DMARC p=reject applies.
+	o = runGoSMTP(t, env.SMTP, transaction{from: "alice@example.test", rcpt: "alice@example.test", data: msg("alice@example.test", "spoofed")})
+	if o.dataCode != 550 || o.dataEnh != "5.7.1" {
+		t.Errorf("our domain forged on port 25: %d %s %s, want 550 5.7.1", o.dataCode, o.dataEnh, o.dataText)
+	}
+
+	// The same message from alice, logged in on submission, is not checked
+	// (127.0.0.1 is not in example.test's SPF, and nothing is signed).
+	sc, err := gosmtp.Dial(env.Submission)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	if err := sc.Hello("client.example.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Auth(sasl.NewPlainClient("", "alice@example.test", "secret-password")); err != nil {
+		t.Fatalf("AUTH on submission: %v", err)
+	}
+	if err := sc.SendMail("alice@example.test", []string{"alice@example.test"}, strings.NewReader(msg("alice@example.test", "submitted"))); err != nil {
+		t.Fatalf("submission: %v", err)
+	}
+	_ = sc.Quit()
+	submitted := 0
+	for _, m := range readMaildir(t, inbox) {
+		if !strings.Contains(m, "Subject: submitted\r\n") {
+			continue
+		}
+		submitted++
+		if strings.Contains(m, ours) {
+			t.Errorf("a submitted message got our Authentication-Results:\n%s", m)
+		}
+	}
+	if submitted != 1 {
+		t.Errorf("%d submitted messages delivered, want 1", submitted)
+	}
+
+	if n, j := len(readMaildir(t, inbox)), len(readMaildir(t, junk)); n != 2 || j != 1 {
+		t.Errorf("%d messages in new/ and %d in .Junk/new at the end, want 2 and 1", n, j)
 	}
 	env.WaitLog(t, "action=quarantine")
 }
