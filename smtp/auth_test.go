@@ -2,12 +2,16 @@ package smtp_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,5 +281,65 @@ func TestAuthOff(t *testing.T) {
 	got := ts.store.Messages("alice@example.test", "INBOX")
 	if o.dataCode != 250 || len(got) != 1 || strings.Contains(string(got[0].Body), "Authentication-Results") {
 		t.Errorf("%d, %d copies; want 250 and one copy without Authentication-Results", o.dataCode, len(got))
+	}
+}
+
+// fakeChecker returns a fixed result or error, and records the inputs.
+type fakeChecker struct {
+	res mailauth.Result
+	err error
+	mu  sync.Mutex
+	got []mailauth.Input
+}
+
+func (f *fakeChecker) Check(_ context.Context, in mailauth.Input) (mailauth.Result, error) {
+	b, _ := io.ReadAll(in.Message)
+	in.Message = bytes.NewReader(b)
+	f.mu.Lock()
+	f.got = append(f.got, in)
+	f.mu.Unlock()
+	return f.res, f.err
+}
+
+// TestAuthCheckerFaults: a checker that cannot read the message, or that
+// recommends a reply of the wrong class, gets 451 4.3.0 and nothing is
+// delivered; the checker sees the client's address, HELO, MAIL FROM and the
+// message as received.
+func TestAuthCheckerFaults(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		fc   *fakeChecker
+		code int
+		enh  string
+	}{
+		{"read error", &fakeChecker{err: errors.New("disk on fire")}, 451, "4.3.0"},
+		{"reject with a 2xx code", &fakeChecker{res: mailauth.Result{Verdict: mailauth.Verdict{Action: mailauth.Reject, Code: 250, Enhanced: [3]int{2, 0, 0}}}}, 451, "4.3.0"},
+		{"tempfail with mismatched classes", &fakeChecker{res: mailauth.Result{Verdict: mailauth.Verdict{Action: mailauth.TempFail, Code: 451, Enhanced: [3]int{5, 7, 1}}}}, 451, "4.3.0"},
+		{"reject as given", &fakeChecker{res: mailauth.Result{Verdict: mailauth.Verdict{Action: mailauth.Reject, Code: 554, Enhanced: [3]int{5, 7, 1}, Reason: "no"}}}, 554, "5.7.1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t, func(o *smtp.Options) { o.Checker = tc.fc })
+			msg := fromMessage("bob@pass.example", "fault")
+			o := runGoSMTP(t, ts.addr, transaction{from: "bob@pass.example", rcpt: "alice@example.test", data: msg})
+			if o.dataCode != tc.code || o.dataEnh != tc.enh {
+				t.Errorf("end of DATA: %d %s %s, want %d %s", o.dataCode, o.dataEnh, o.dataText, tc.code, tc.enh)
+			}
+			if n := ts.store.Total(); n != 0 {
+				t.Errorf("%d copies delivered", n)
+			}
+			tc.fc.mu.Lock()
+			defer tc.fc.mu.Unlock()
+			if len(tc.fc.got) != 1 {
+				t.Fatalf("%d checks, want 1", len(tc.fc.got))
+			}
+			in := tc.fc.got[0]
+			b, _ := io.ReadAll(in.Message)
+			if in.ClientIP.String() != "127.0.0.1" || in.HELO != "gosmtp.client.test" || in.MailFrom != "bob@pass.example" || string(b) != msg {
+				t.Errorf("checker got %v %q %q %q", in.ClientIP, in.HELO, in.MailFrom, b)
+			}
+		})
 	}
 }
