@@ -125,6 +125,11 @@ func TestAuthChecks(t *testing.T) {
 			contains: []string{"Authentication-Results: upstream.example.net; spf=pass\r\n", arStart + "pass"},
 			lacks:    []string{"dmarc=pass header.from=reject.example", "MX.EXAMPLE.TEST", "(comment)"}},
 		{name: "unaligned MAIL FROM", from: "bob@pass.example", msg: fromMessage("ceo@reject.example", "spoof"), code: 550, enh: "5.7.1"},
+		// Past the spool's memory limit: checked and rewritten from files.
+		{name: "large signed message with a forged result", from: "bob@signed.example",
+			msg: a.sign(t, strings.Replace(fromMessage("bob@signed.example", "large",
+				"Authentication-Results: mx.example.test; dmarc=pass\r\n"), "Hello.\r\n", strings.Repeat("A line of a large body.\r\n", 25000), 1)),
+			code: 250, folder: "INBOX", contains: []string{"dkim=pass header.d=signed.example", "dmarc=pass reason="}},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
