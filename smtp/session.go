@@ -253,7 +253,7 @@ func (s *session) Data(r io.Reader) error {
 		s.srv.sub.limits.record(s.authUser)
 	}
 	s.c.errors.Store(0) // Postfix counts errors "without delivering mail"
-	s.c.log.Info("delivered", "id", env.ID, "from", tx.from, "rcpts", len(tx.rcpts), "remote", len(tx.remote),
+	s.c.log.Info("delivered", "id", env.ID, "from", tx.from, "rcpts", len(tx.rcpts), "outside", len(tx.remote),
 		"queue_id", env.QueueID, "user", s.authUser, "size", body.Size(), "folder", deliveredFolder(env.Recipients),
 		"ms", time.Since(tx.start).Milliseconds())
 	if s.srv.shuttingDown() {

@@ -26,6 +26,9 @@ type receiver struct {
 	msgs []received
 	// rcptReply, when set, decides the reply to a RCPT (nil = accept).
 	rcptReply func(rcpt string) *smtp.SMTPError
+	// dataDelay is waited after the message is read, before it is recorded
+	// and accepted (a slow remote MX).
+	dataDelay time.Duration
 	srv       *smtp.Server
 }
 
@@ -61,6 +64,10 @@ func (s *rsession) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	s.rv.mu.Lock()
+	delay := s.rv.dataDelay
+	s.rv.mu.Unlock()
+	time.Sleep(delay)
 	s.rv.mu.Lock()
 	s.rv.msgs = append(s.rv.msgs, received{s.from, s.rcpts, string(b)})
 	s.rv.mu.Unlock()
@@ -394,6 +401,39 @@ func TestManyMessagesReuseConnections(t *testing.T) {
 	e.run(t)
 	if n := len(e.mx1.got()); n != 30 {
 		t.Fatalf("delivered %d of 30", n)
+	}
+	if envs, _ := e.q.List(); len(envs) != 0 {
+		t.Fatalf("%d entries left", len(envs))
+	}
+}
+
+// TestRunStartsFreshEntries: Run delivers an entry as soon as it is
+// committed, without waiting for a scan of the queue (the clock here never
+// fires, so a scan would never come).
+func TestRunStartsFreshEntries(t *testing.T) {
+	e := setup(t, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.relay.Run(ctx) }()
+	time.Sleep(100 * time.Millisecond) // past Run's first scan of the (empty) queue
+	for i := range 3 {
+		e.enqueue(t, "alice@example.test", fmt.Sprintf("fresh%d@remote.test", i))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.mx1.got()) < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("delivered %d of 3", len(e.mx1.got()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
 	}
 	if envs, _ := e.q.List(); len(envs) != 0 {
 		t.Fatalf("%d entries left", len(envs))
