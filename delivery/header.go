@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 )
 
 // HeaderInfo is what submission needs to know of a message's header section.
@@ -19,6 +20,9 @@ type HeaderInfo struct {
 // maxScannedValue bounds the bytes of one From value that ScanHeader keeps.
 const maxScannedValue = 16 << 10
 
+// headerReaders are ScanHeader's buffers, reused across messages.
+var headerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxScannedValue+1024) }}
+
 // ErrHeaderTooLong is returned by ScanHeader for a From field past maxScannedValue.
 var ErrHeaderTooLong = errors.New("delivery: From header field too long")
 
@@ -28,7 +32,9 @@ var ErrHeaderTooLong = errors.New("delivery: From header field too long")
 // whatever the input: only From values are kept.
 func ScanHeader(r io.Reader) (HeaderInfo, error) {
 	var info HeaderInfo
-	br := bufio.NewReaderSize(r, maxScannedValue+1024)
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() { br.Reset(nil); headerReaders.Put(br) }()
 	var (
 		cur     []byte // value of the current From field
 		inFrom  bool

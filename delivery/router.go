@@ -85,7 +85,7 @@ func (r *Router) Deliver(ctx context.Context, env *Envelope, body *Spool) error 
 		return fmt.Errorf("queue: %w", err)
 	}
 	env.QueueID = p.ID()
-	r.logger.Info("queued", "id", env.ID, "queue_id", p.ID(), "from", env.From, "rcpts", len(env.Remote), "user", env.User)
+	r.logger.Debug("queued", "id", env.ID, "queue_id", p.ID(), "from", env.From, "rcpts", len(env.Remote), "user", env.User)
 	return nil
 }
 

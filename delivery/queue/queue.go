@@ -1,26 +1,31 @@
-// Package queue is the persistent outbound queue: one message file and one
-// envelope file per entry under data_dir/queue.
+// Package queue is the persistent outbound queue: one file per entry under
+// data_dir/queue, ID.msg, holding the envelope as it was queued (one JSON
+// line after the magic "PYQ1 ") and then the message; and, once something
+// happened to the entry, ID.env with its current envelope (JSON).
 //
-// Durability (DESIGN.md §3): Enqueue (or Prepare then Commit) writes ID.msg
-// and then ID.env, each to a temporary name, fsynced and renamed, and fsyncs
-// the directory once, after both renames, before it returns; only then may
-// the SMTP session answer 250. The envelope file is the commit record. Until
-// the directory fsync returns nothing was acknowledged, so after a crash any
-// half of an entry (an ID.msg without its ID.env, or an ID.env whose ID.msg
-// rename did not reach the disk) is removed on Open.
+// Durability (DESIGN.md §3): Prepare writes the whole entry to a temporary
+// name and fsyncs it; Commit renames it to ID.msg and fsyncs the directory;
+// only then may the SMTP session answer 250. The rename is the commit: after
+// a crash, temporary files are removed on Open, and an ID.msg is a queued
+// message. Directory fsyncs are group-committed (dirSyncer): sessions that
+// commit at the same time share one, so the cost of a queued message is one
+// file fsync and a share of a directory fsync.
 //
 // Prepare and Commit split Enqueue so that a caller can make other copies of
 // the same message (local mailboxes) in between and Abort if those fail: the
 // relay sees the entry only at Commit.
 //
-// Every change of an entry's state (a recipient delivered, failed or
-// deferred) rewrites ID.env the same way. A crash between a remote server's
-// 250 and that rewrite makes the recipient look pending after a restart, so
-// it is delivered once more: RFC 5321 §6.1 prefers a duplicate to a loss,
-// and the window is one rename long.
+// Every later change of an entry's state (a recipient delivered, failed or
+// deferred) writes ID.env through a temporary file, fsynced, renamed, with
+// the directory fsynced; a finished entry is removed (ID.env, then ID.msg,
+// then the directory fsynced). A crash between a remote server's 250 and that
+// bookkeeping makes the recipient look pending after a restart, so it is
+// delivered once more: RFC 5321 §6.1 prefers a duplicate to a loss.
 package queue
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -68,6 +73,9 @@ type Envelope struct {
 	// NextAttempt is when the relay tries the pending recipients again.
 	NextAttempt time.Time `json:"next_attempt"`
 	Size        int64     `json:"size"`
+
+	// rewritten: read from ID.env (set by Load), so Finish removes it too.
+	rewritten bool
 }
 
 // Pending returns the recipients still to deliver.
@@ -88,7 +96,8 @@ func (e *Envelope) Done() bool { return len(e.Pending()) == 0 }
 // within one process; the CLI edits envelopes of a running server through
 // the same atomic rewrites, and the relay rereads an envelope before acting.
 type Queue struct {
-	dir string
+	dir  string
+	sync *dirSyncer
 	// notify receives a value (without blocking) after each Enqueue, so the
 	// relay wakes without polling.
 	notify chan struct{}
@@ -98,12 +107,22 @@ type Queue struct {
 	fresh []string
 }
 
+// magic starts every ID.msg, before the envelope line.
+const magic = "PYQ1 "
+
+// writers and readers are buffers reused across entries.
+var (
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+)
+
 // Open opens (creating) dir and removes entries that were never committed.
 func Open(dir string) (*Queue, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open queue %s: %w", dir, err)
 	}
-	q := &Queue{dir: dir, notify: make(chan struct{}, 1)}
+	q := &Queue{dir: dir, sync: &dirSyncer{dir: dir}, notify: make(chan struct{}, 1)}
+	q.sync.cond = sync.NewCond(&q.sync.mu)
 	if err := q.cleanup(); err != nil {
 		return nil, err
 	}
@@ -123,35 +142,34 @@ func (q *Queue) wake() {
 	}
 }
 
-// cleanup removes temporary files and messages without an envelope.
+// cleanup removes temporary files (entries never committed, envelope
+// rewrites never finished) and envelopes whose message is gone.
 func (q *Queue) cleanup() error {
 	names, err := readNames(q.dir)
 	if err != nil {
 		return err
 	}
-	haveEnv := make(map[string]bool)
 	haveMsg := make(map[string]bool)
 	for _, n := range names {
-		if id, ok := strings.CutSuffix(n, ".env"); ok {
-			haveEnv[id] = true
-		}
 		if id, ok := strings.CutSuffix(n, ".msg"); ok {
 			haveMsg[id] = true
 		}
 	}
+	removed := false
 	for _, n := range names {
 		remove := strings.HasPrefix(n, "tmp.")
-		if id, ok := strings.CutSuffix(n, ".msg"); ok && !haveEnv[id] {
-			remove = true
-		}
 		if id, ok := strings.CutSuffix(n, ".env"); ok && !haveMsg[id] {
-			remove = true // the message's rename was lost: never acknowledged
+			remove = true // a removal that stopped half-way
 		}
 		if remove {
 			if err := os.Remove(filepath.Join(q.dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("queue cleanup %s: %w", n, err)
 			}
+			removed = true
 		}
+	}
+	if removed {
+		return q.sync.Sync()
 	}
 	return nil
 }
@@ -201,18 +219,20 @@ func (q *Queue) Enqueue(env Envelope, r io.Reader, now time.Time) (*Envelope, er
 	return p.Commit()
 }
 
-// Pending is a prepared entry: its message file is written and fsynced, but
-// the relay cannot see it until Commit; Abort removes it.
+// Pending is a prepared entry: its file is written and fsynced under a
+// temporary name, which the relay does not see; Commit or Abort it.
 type Pending struct {
 	q   *Queue
 	env Envelope
+	tmp string
 }
 
 // ID is the entry's queue ID.
 func (p *Pending) ID() string { return p.env.ID }
 
-// Prepare writes the message of a new entry (temporary name, fsync, rename)
-// without committing it. env is completed as in Enqueue.
+// Prepare writes a new entry, the envelope line and then the message read
+// from r, to a temporary file and fsyncs it, without committing it. env is
+// completed as in Enqueue.
 func (q *Queue) Prepare(env Envelope, r io.Reader, now time.Time) (*Pending, error) {
 	if env.ID == "" {
 		env.ID = NewID(now)
@@ -229,35 +249,44 @@ func (q *Queue) Prepare(env Envelope, r io.Reader, now time.Time) (*Pending, err
 			env.Recipients[i].State = StatePending
 		}
 	}
-	size, err := writeFile(q.dir, env.ID+".msg", func(w io.Writer) error {
-		_, err := io.Copy(w, r)
-		return err
+	env.Size = 0 // known from the file's size
+	line, err := json.Marshal(&env)
+	if err != nil {
+		return nil, fmt.Errorf("enqueue %s: %w", env.ID, err)
+	}
+	head := len(magic) + len(line) + 1
+	tmp, n, err := writeTemp(q.dir, env.ID+".msg", func(w io.Writer) error {
+		bw := writers.Get().(*bufio.Writer)
+		bw.Reset(w)
+		defer func() { bw.Reset(nil); writers.Put(bw) }()
+		bw.WriteString(magic)
+		bw.Write(line)
+		bw.WriteByte('\n')
+		if _, err := io.Copy(bw, r); err != nil {
+			return err
+		}
+		return bw.Flush()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("enqueue %s: %w", env.ID, err)
 	}
-	env.Size = size
-	return &Pending{q: q, env: env}, nil
+	env.Size = n - int64(head)
+	return &Pending{q: q, env: env, tmp: tmp}, nil
 }
 
-// Commit writes the envelope (temporary name, fsync, rename), fsyncs the
-// directory, which makes both files durable, and wakes the relay. On error
-// the entry is removed.
+// Commit renames the entry into place, fsyncs the directory (shared with the
+// commits running at the same time) and wakes the relay. On error the entry
+// is removed.
 func (p *Pending) Commit() (*Envelope, error) {
 	q, env := p.q, p.env
-	b, err := json.MarshalIndent(&env, "", "  ")
+	final := filepath.Join(q.dir, env.ID+".msg")
+	err := os.Rename(p.tmp, final)
 	if err == nil {
-		_, err = writeFile(q.dir, env.ID+".env", func(w io.Writer) error {
-			_, err := w.Write(append(b, '\n'))
-			return err
-		})
-	}
-	if err == nil {
-		err = syncDir(q.dir)
+		err = q.sync.Sync()
 	}
 	if err != nil {
-		_ = os.Remove(filepath.Join(q.dir, env.ID+".env"))
-		_ = os.Remove(filepath.Join(q.dir, env.ID+".msg"))
+		_ = os.Remove(p.tmp)
+		_ = os.Remove(final)
 		return nil, fmt.Errorf("enqueue %s: %w", env.ID, err)
 	}
 	q.mu.Lock()
@@ -271,7 +300,7 @@ func (p *Pending) Commit() (*Envelope, error) {
 
 // Abort removes a prepared entry.
 func (p *Pending) Abort() {
-	_ = os.Remove(filepath.Join(p.q.dir, p.env.ID+".msg"))
+	_ = os.Remove(p.tmp)
 }
 
 // maxFresh bounds the IDs kept for TakeFresh when nobody takes them.
@@ -287,41 +316,38 @@ func (q *Queue) TakeFresh() []string {
 	return ids
 }
 
-// writeEnvelope stores env atomically and makes it durable.
+// writeEnvelope stores env as ID.env atomically and makes it durable.
 func (q *Queue) writeEnvelope(env *Envelope) error {
 	b, err := json.MarshalIndent(env, "", "  ")
 	if err != nil {
 		return err
 	}
-	_, err = writeDurable(q.dir, env.ID+".env", func(w io.Writer) error {
+	tmp, _, err := writeTemp(q.dir, env.ID+".env", func(w io.Writer) error {
 		_, err := w.Write(append(b, '\n'))
 		return err
 	})
-	return err
-}
-
-// writeDurable writes name in dir through a temporary file: write, fsync,
-// rename, fsync the directory.
-func writeDurable(dir, name string, fill func(io.Writer) error) (int64, error) {
-	n, err := writeFile(dir, name, fill)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return n, syncDir(dir)
+	if err := os.Rename(tmp, filepath.Join(q.dir, env.ID+".env")); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return q.sync.Sync()
 }
 
-// writeFile writes name in dir through a temporary file: write, fsync,
-// rename. The rename is durable only once the directory is fsynced.
-func writeFile(dir, name string, fill func(io.Writer) error) (int64, error) {
+// writeTemp writes a new temporary file in dir (named after name) and
+// fsyncs it; it returns its path and size.
+func writeTemp(dir, name string, fill func(io.Writer) error) (string, int64, error) {
 	f, err := os.CreateTemp(dir, "tmp."+name+".")
 	if err != nil {
-		return 0, err
+		return "", 0, err
 	}
 	tmp := f.Name()
-	fail := func(err error) (int64, error) {
+	fail := func(err error) (string, int64, error) {
 		f.Close()
 		os.Remove(tmp)
-		return 0, err
+		return "", 0, err
 	}
 	cw := &countWriter{w: f}
 	if err := fill(cw); err != nil {
@@ -332,13 +358,9 @@ func writeFile(dir, name string, fill func(io.Writer) error) (int64, error) {
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
-		return 0, err
+		return "", 0, err
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		os.Remove(tmp)
-		return 0, err
-	}
-	return cw.n, nil
+	return tmp, cw.n, nil
 }
 
 type countWriter struct {
@@ -352,6 +374,65 @@ func (c *countWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// dirSyncer fsyncs the queue directory with group commit: a caller needs an
+// fsync that starts after its own rename or unlink; when one is running, it
+// waits for the next, which one waiting caller runs for all of them.
+type dirSyncer struct {
+	dir string
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	running  bool
+	started  uint64 // fsyncs begun
+	finished uint64 // the last fsync that ended
+	err      error  // its result
+	lazy     bool   // a SyncSoon fsync is scheduled
+}
+
+// lazySyncDelay bounds how long SyncSoon lets a change wait for its fsync.
+const lazySyncDelay = 5 * time.Millisecond
+
+// SyncSoon makes the changes made so far durable within lazySyncDelay,
+// without waiting: one fsync covers the changes of that interval.
+func (d *dirSyncer) SyncSoon() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.lazy {
+		return
+	}
+	d.lazy = true
+	time.AfterFunc(lazySyncDelay, func() {
+		d.mu.Lock()
+		d.lazy = false
+		d.mu.Unlock()
+		_ = d.Sync() // an error shows on the next synchronous Sync too
+	})
+}
+
+// Sync returns once an fsync of the directory that began after the call
+// has ended.
+func (d *dirSyncer) Sync() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	target := d.started + 1
+	for d.finished < target {
+		if d.running {
+			d.cond.Wait()
+			continue
+		}
+		d.running = true
+		d.started++
+		n := d.started
+		d.mu.Unlock()
+		err := syncDir(d.dir)
+		d.mu.Lock()
+		d.running = false
+		d.finished, d.err = n, err
+		d.cond.Broadcast()
+	}
+	return d.err
+}
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -361,17 +442,88 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// Get reads one envelope.
-func (q *Queue) Get(id string) (*Envelope, error) {
+// Message is the message of an entry, without the envelope line before it.
+type Message struct {
+	f   *os.File
+	off int64
+	*io.SectionReader
+}
+
+// Close closes the file.
+func (m *Message) Close() error { return m.f.Close() }
+
+// openMessage opens ID.msg and reads its envelope line; env is nil for a
+// file without one.
+func (q *Queue) openMessage(id string) (*Message, *Envelope, error) {
 	if !ValidID(id) {
-		return nil, fmt.Errorf("queue entry %q: %w", id, ErrNotFound)
+		return nil, nil, fmt.Errorf("queue entry %q: %w", id, ErrNotFound)
 	}
-	b, err := os.ReadFile(filepath.Join(q.dir, id+".env"))
+	f, err := os.Open(filepath.Join(q.dir, id+".msg"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("queue entry %s: %w", id, ErrNotFound)
+		return nil, nil, fmt.Errorf("queue entry %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("queue entry %s: %w", id, err)
+		return nil, nil, fmt.Errorf("queue entry %s: %w", id, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("queue entry %s: %w", id, err)
+	}
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(f)
+	defer func() { br.Reset(nil); readers.Put(br) }()
+	var env *Envelope
+	var off int64
+	if b, _ := br.Peek(len(magic)); string(b) == magic {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull { // a long envelope (many recipients)
+			rest, err2 := br.ReadBytes('\n')
+			line, err = append(bytes.Clone(line), rest...), err2
+		}
+		if err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("queue entry %s: bad envelope line: %w", id, err)
+		}
+		env = new(Envelope)
+		if err := json.Unmarshal(line[len(magic):], env); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("queue entry %s: bad envelope: %w", id, err)
+		}
+		off = int64(len(line))
+		env.Size = st.Size() - off
+	}
+	return &Message{f: f, off: off, SectionReader: io.NewSectionReader(f, off, st.Size()-off)}, env, nil
+}
+
+// Load reads an entry: its current envelope (ID.env, or the one it was
+// queued with) and its message, which the caller closes.
+func (q *Queue) Load(id string) (*Envelope, *Message, error) {
+	m, queued, err := q.openMessage(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	env, err := q.readEnvelope(id)
+	switch {
+	case err == nil:
+		env.Size = m.Size()
+		env.rewritten = true
+	case errors.Is(err, os.ErrNotExist) && queued != nil:
+		env = queued
+	case errors.Is(err, os.ErrNotExist):
+		m.Close()
+		return nil, nil, fmt.Errorf("queue entry %s: no envelope", id)
+	default:
+		m.Close()
+		return nil, nil, err
+	}
+	return env, m, nil
+}
+
+func (q *Queue) readEnvelope(id string) (*Envelope, error) {
+	b, err := os.ReadFile(filepath.Join(q.dir, id+".env"))
+	if err != nil {
+		return nil, err
 	}
 	var env Envelope
 	if err := json.Unmarshal(b, &env); err != nil {
@@ -380,16 +532,20 @@ func (q *Queue) Get(id string) (*Envelope, error) {
 	return &env, nil
 }
 
-// OpenMessage opens the message of an entry.
-func (q *Queue) OpenMessage(id string) (*os.File, error) {
-	if !ValidID(id) {
-		return nil, fmt.Errorf("queue entry %q: %w", id, ErrNotFound)
+// Get reads one envelope.
+func (q *Queue) Get(id string) (*Envelope, error) {
+	env, m, err := q.Load(id)
+	if err != nil {
+		return nil, err
 	}
-	f, err := os.Open(filepath.Join(q.dir, id+".msg"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("queue entry %s: %w", id, ErrNotFound)
-	}
-	return f, err
+	m.Close()
+	return env, nil
+}
+
+// OpenMessage opens the message of an entry (without the envelope line).
+func (q *Queue) OpenMessage(id string) (*Message, error) {
+	m, _, err := q.openMessage(id)
+	return m, err
 }
 
 // List returns every envelope, oldest first. Unreadable entries are skipped
@@ -402,7 +558,7 @@ func (q *Queue) List() ([]*Envelope, []error) {
 	var envs []*Envelope
 	var errs []error
 	for _, n := range names {
-		id, ok := strings.CutSuffix(n, ".env")
+		id, ok := strings.CutSuffix(n, ".msg")
 		if !ok || strings.HasPrefix(n, "tmp.") {
 			continue
 		}
@@ -438,6 +594,27 @@ func (q *Queue) Update(id string, change func(*Envelope)) (*Envelope, error) {
 	return env, nil
 }
 
+// Finish removes an entry the relay has delivered to every recipient,
+// without rereading it: nothing another process may have changed meanwhile
+// (a queue retry, a queue delete) matters any more. env is as Load returned
+// it. The directory fsync that makes the removal durable runs within
+// lazySyncDelay, shared with the removals around it; a power cut before it
+// delivers these messages once more after the restart, never loses one.
+func (q *Queue) Finish(env *Envelope) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err := os.Remove(filepath.Join(q.dir, env.ID+".msg")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove queue entry %s: %w", env.ID, err)
+	}
+	if env.rewritten {
+		if err := os.Remove(filepath.Join(q.dir, env.ID+".env")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove queue entry %s: %w", env.ID, err)
+		}
+	}
+	q.sync.SyncSoon()
+	return nil
+}
+
 // Retry makes the entry due now (queue retry).
 func (q *Queue) Retry(id string, now time.Time) error {
 	_, err := q.Update(id, func(e *Envelope) { e.NextAttempt = now })
@@ -454,19 +631,21 @@ func (q *Queue) Delete(id string) error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if _, err := os.Stat(filepath.Join(q.dir, id+".env")); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(q.dir, id+".msg")); errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("queue entry %s: %w", id, ErrNotFound)
 	}
 	return q.remove(id)
 }
 
-// remove deletes the envelope first (the commit record), then the message.
+// remove deletes the message first (the entry: without it the relay no
+// longer sees one), then the envelope, then fsyncs the directory. An ID.env
+// left by a crash in between is removed on Open.
 func (q *Queue) remove(id string) error {
-	if err := os.Remove(filepath.Join(q.dir, id+".env")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove queue entry %s: %w", id, err)
-	}
 	if err := os.Remove(filepath.Join(q.dir, id+".msg")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove queue entry %s: %w", id, err)
 	}
-	return syncDir(q.dir)
+	if err := os.Remove(filepath.Join(q.dir, id+".env")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove queue entry %s: %w", id, err)
+	}
+	return q.sync.Sync()
 }

@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -72,16 +73,17 @@ func TestOpenRemovesUncommittedEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A crash after the message file and before the envelope: never acknowledged.
+	// A crash before the rename into place: never acknowledged. And one
+	// during an envelope rewrite, which leaves the entry as it was.
 	orphan := queue.NewID(now)
-	os.WriteFile(filepath.Join(dir, orphan+".msg"), []byte("half"), 0o600)
-	os.WriteFile(filepath.Join(dir, "tmp."+orphan+".env.123"), []byte("{"), 0o600)
+	os.WriteFile(filepath.Join(dir, "tmp."+orphan+".msg.123"), []byte("PYQ1 {}\nhalf"), 0o600)
+	os.WriteFile(filepath.Join(dir, "tmp."+kept.ID+".env.456"), []byte("{"), 0o600)
 	if _, err := queue.Open(dir); err != nil {
 		t.Fatal(err)
 	}
 	names, _ := filepath.Glob(filepath.Join(dir, "*"))
-	if len(names) != 2 {
-		t.Fatalf("files after Open: %v, want only %s.msg/.env", names, kept.ID)
+	if len(names) != 1 {
+		t.Fatalf("files after Open: %v, want only %s.msg", names, kept.ID)
 	}
 	envs, errs := q.List()
 	if len(errs) != 0 || len(envs) != 1 || envs[0].ID != kept.ID {
@@ -141,16 +143,15 @@ func TestPrepareCommitAbort(t *testing.T) {
 	}
 	p2.Abort()
 	names, _ := filepath.Glob(filepath.Join(dir, "*"))
-	if len(names) != 2 {
-		t.Fatalf("files after Abort: %v", names)
+	if len(names) != 1 {
+		t.Fatalf("files after Abort: %v, want the committed entry only", names)
 	}
 }
 
 func TestOpenRemovesEnvelopeWithoutMessage(t *testing.T) {
 	dir := t.TempDir()
 	orphan := queue.NewID(now)
-	// The envelope's rename reached the disk, the message's did not: the
-	// directory fsync never returned, so no 250 was given.
+	// A removal stopped between the message and the envelope.
 	if err := os.WriteFile(filepath.Join(dir, orphan+".env"), []byte(`{"id":"`+orphan+`"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -160,5 +161,116 @@ func TestOpenRemovesEnvelopeWithoutMessage(t *testing.T) {
 	}
 	if envs, errs := q.List(); len(envs) != 0 || len(errs) != 0 {
 		t.Fatalf("List = %v, %v", envs, errs)
+	}
+}
+
+// TestEnvelopeRewriteKeepsMessage: the envelope line inside ID.msg is the
+// state until the first Update; then ID.env is, and the message read back is
+// the message alone.
+func TestEnvelopeRewriteKeepsMessage(t *testing.T) {
+	dir := t.TempDir()
+	q, err := queue.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := "PYQ1 looks like a header\r\n\r\nbody\r\n"
+	env, err := q.Enqueue(queue.Envelope{From: "a@x.test", Recipients: []queue.Recipient{{Addr: "b@y.test"}, {Addr: "c@y.test"}}}, strings.NewReader(msg), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func() string {
+		t.Helper()
+		e, m, err := q.Load(env.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Close()
+		b, _ := io.ReadAll(m)
+		if e.Size != int64(len(msg)) || m.Size() != int64(len(msg)) {
+			t.Fatalf("sizes %d/%d, want %d", e.Size, m.Size(), len(msg))
+		}
+		return string(b)
+	}
+	if got := read(); got != msg {
+		t.Fatalf("message %q", got)
+	}
+	if _, err := q.Update(env.ID, func(e *queue.Envelope) { e.Recipients[0].State = queue.StateDelivered; e.Attempts = 1 }); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != msg {
+		t.Fatalf("message after Update %q", got)
+	}
+	// Reopened (a restart): the rewritten state holds.
+	q2, err := queue.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := q2.Get(env.ID)
+	if err != nil || got.Attempts != 1 || len(got.Pending()) != 1 || got.Pending()[0] != "c@y.test" {
+		t.Fatalf("after reopen: %+v, %v", got, err)
+	}
+	if err := q2.Delete(env.ID); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 0 {
+		t.Fatalf("files after Delete: %v", names)
+	}
+}
+
+// TestConcurrentEnqueue: many sessions committing at once share directory
+// fsyncs and every entry is there afterwards.
+func TestConcurrentEnqueue(t *testing.T) {
+	q, err := queue.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := q.Enqueue(queue.Envelope{From: "a@x.test", Recipients: []queue.Recipient{{Addr: fmt.Sprintf("r%d@y.test", i)}}}, strings.NewReader("x"), now)
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if envs, errs := q.List(); len(envs) != n || len(errs) != 0 {
+		t.Fatalf("List: %d entries, %v", len(envs), errs)
+	}
+	if ids := q.TakeFresh(); len(ids) != n {
+		t.Fatalf("TakeFresh: %d", len(ids))
+	}
+}
+
+func TestFinish(t *testing.T) {
+	dir := t.TempDir()
+	q, err := queue.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rewritten := range []bool{false, true} {
+		env, err := q.Enqueue(queue.Envelope{From: "a@x.test", Recipients: []queue.Recipient{{Addr: "b@y.test"}}}, strings.NewReader("x"), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rewritten {
+			if _, err := q.Update(env.ID, func(e *queue.Envelope) { e.Attempts++ }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		loaded, m, err := q.Load(env.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+		if err := q.Finish(loaded); err != nil {
+			t.Fatal(err)
+		}
+		if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 0 {
+			t.Fatalf("rewritten=%v: files left %v", rewritten, names)
+		}
 	}
 }

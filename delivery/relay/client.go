@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -64,7 +65,14 @@ type client struct {
 	// used counts transactions, so connections are not reused forever.
 	used     int
 	lastUsed time.Time
+	// reused: taken from the pool; the next transaction starts with RSET,
+	// which also tells whether the connection still works.
+	reused bool
 }
+
+// errStale is a cached connection that turned out to be closed (the RSET
+// before the transaction got no reply): the caller redials.
+var errStale = errors.New("cached connection is gone")
 
 // maxReplyLines bounds a multi-line reply so a hostile server cannot make us
 // read forever.
@@ -217,15 +225,34 @@ func (c *client) send(from string, rcpts []string, size int64, msg io.Reader) ([
 	}
 	_, pipelining := c.ext["PIPELINING"]
 	replies := make([]Reply, len(rcpts))
+	reused := c.reused
+	c.reused = false
+	if reused && !pipelining {
+		if err := c.reset(); err != nil {
+			return nil, fmt.Errorf("%w: %v", errStale, err)
+		}
+	}
 	if pipelining {
-		// RFC 2920 §3.1: MAIL, the RCPTs and DATA go in one batch.
+		// RFC 2920 §3.1: MAIL, the RCPTs and DATA go in one batch, after
+		// the RSET of a reused connection (RSET may be pipelined too).
+		if reused {
+			c.w.WriteString("RSET\r\n")
+		}
 		c.w.WriteString(mail + "\r\n")
 		for _, r := range rcpts {
 			c.w.WriteString("RCPT TO:<" + r + ">\r\n")
 		}
 		c.w.WriteString("DATA\r\n")
 		if err := c.w.Flush(); err != nil {
+			if reused {
+				return nil, fmt.Errorf("%w: %v", errStale, err)
+			}
 			return nil, err
+		}
+		if reused {
+			if rrep, err := c.read(); err != nil || !rrep.OK() {
+				return nil, fmt.Errorf("%w: RSET: %v %v", errStale, rrep, err)
+			}
 		}
 		mrep, err := c.read()
 		if err != nil {
@@ -325,10 +352,15 @@ func (c *client) quit() {
 	_ = c.conn.Close()
 }
 
+// msgReaders are writeDotStuffed's buffers, reused across messages.
+var msgReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 // writeDotStuffed sends the message with CRLF line ends, leading dots doubled,
 // and the final ".\r\n" (RFC 5321 §4.5.2). extend pushes the deadline on.
 func writeDotStuffed(w *bufio.Writer, msg io.Reader, extend func()) error {
-	br := bufio.NewReaderSize(msg, 64*1024)
+	br := msgReaders.Get().(*bufio.Reader)
+	br.Reset(msg)
+	defer func() { br.Reset(nil); msgReaders.Put(br) }()
 	lineStart := true
 	for n := 0; ; n++ {
 		line, err := br.ReadSlice('\n')

@@ -260,11 +260,7 @@ type outcome struct {
 // Attempt tries every pending recipient of one entry once and records the
 // results.
 func (r *Relay) Attempt(ctx context.Context, id string) error {
-	env, err := r.opt.Queue.Get(id)
-	if err != nil {
-		return err
-	}
-	f, err := r.opt.Queue.OpenMessage(id)
+	env, f, err := r.opt.Queue.Load(id)
 	if err != nil {
 		return err
 	}
@@ -335,19 +331,33 @@ func (r *Relay) record(ctx context.Context, env *queue.Envelope, results map[str
 		step := min(e.Attempts-1, len(r.opt.Retry)-1)
 		e.NextAttempt = now.Add(r.opt.Retry[max(step, 0)])
 	}
-	// The DSN goes out before the entry is removed: a crash in between sends
-	// it twice rather than never.
-	probe, err := r.opt.Queue.Get(env.ID)
-	if err != nil {
-		return err
+	if allDelivered(env, results) {
+		// The common case: nothing left to record but the removal.
+		if err := r.opt.Queue.Finish(env); err != nil {
+			return err
+		}
+		r.log.Info("delivery attempt", "id", env.ID, "from", env.From, "delivered", len(env.Pending()),
+			"failed", 0, "deferred", 0, "attempt", env.Attempts+1)
+		return nil
 	}
-	apply(probe)
-	if len(failed) > 0 && env.From != "" {
-		if err := r.bounce(ctx, probe, failed, msg); err != nil {
-			return fmt.Errorf("bounce for %s: %w", env.ID, err)
+	// The DSN goes out before the entry is updated or removed: a crash in
+	// between sends it twice rather than never. Only an attempt that can
+	// fail a recipient needs this first look at the entry as stored.
+	probe := env
+	if mayFail(results, expired) {
+		var err error
+		if probe, err = r.opt.Queue.Get(env.ID); err != nil {
+			return err
+		}
+		apply(probe)
+		if len(failed) > 0 && env.From != "" {
+			if err := r.bounce(ctx, probe, failed, msg); err != nil {
+				return fmt.Errorf("bounce for %s: %w", env.ID, err)
+			}
 		}
 	}
-	if _, err := r.opt.Queue.Update(env.ID, apply); err != nil {
+	probe, err := r.opt.Queue.Update(env.ID, apply)
+	if err != nil {
 		return err
 	}
 	r.log.Info("delivery attempt", "id", env.ID, "from", env.From, "delivered", delivered,
@@ -356,6 +366,33 @@ func (r *Relay) record(ctx context.Context, env *queue.Envelope, results map[str
 		r.log.Warn("recipient failed", "id", env.ID, "rcpt", f.Addr, "code", f.Code, "err", f.LastError)
 	}
 	return nil
+}
+
+// allDelivered reports whether the attempt delivered every pending
+// recipient of env.
+func allDelivered(env *queue.Envelope, results map[string]outcome) bool {
+	for _, rc := range env.Recipients {
+		if rc.State != queue.StatePending {
+			continue
+		}
+		if o, ok := results[rc.Addr]; !ok || o.state != queue.StateDelivered {
+			return false
+		}
+	}
+	return true
+}
+
+// mayFail reports whether recording results can fail a recipient.
+func mayFail(results map[string]outcome, expired bool) bool {
+	if expired {
+		return true
+	}
+	for _, o := range results {
+		if o.state == queue.StateFailed {
+			return true
+		}
+	}
+	return false
 }
 
 func domainOf(addr string) string {
@@ -511,6 +548,15 @@ func (r *Relay) deliverTo(ctx context.Context, t target, env *queue.Envelope, rc
 		}
 	}
 	replies, err := c.send(env.From, rcpts, env.Size, io.NewSectionReader(msg, 0, env.Size))
+	if errors.Is(err, errStale) {
+		// The remote closed the cached connection meanwhile: nothing was
+		// sent yet, so a fresh connection tries again.
+		c.conn.Close()
+		if c, err = r.dial(ctx, t); err != nil {
+			return nil, err
+		}
+		replies, err = c.send(env.From, rcpts, env.Size, io.NewSectionReader(msg, 0, env.Size))
+	}
 	if err != nil {
 		var re *replyError
 		if errors.As(err, &re) && re.Stage == "MAIL" {
@@ -591,10 +637,7 @@ func (p *pool) get(addr string) (*client, error) {
 			c.quit()
 			continue
 		}
-		if err := c.reset(); err != nil {
-			c.conn.Close()
-			continue
-		}
+		c.reused = true // send begins with RSET
 		return c, nil
 	}
 }

@@ -439,3 +439,66 @@ func TestRunStartsFreshEntries(t *testing.T) {
 		t.Fatalf("%d entries left", len(envs))
 	}
 }
+
+// trackingListener remembers accepted connections so a test can drop them.
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *trackingListener) dropAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		c.Close()
+	}
+	l.conns = nil
+}
+
+// TestStaleCachedConnectionRedials: when the remote has closed a cached
+// connection, the next message goes over a new one, not into a retry.
+func TestStaleCachedConnectionRedials(t *testing.T) {
+	l2, l3, port := listenPair(t)
+	l3.Close()
+	tl := &trackingListener{Listener: l2}
+	rv := startReceiver(t, tl)
+	dns := dnstest.Start(t, zone)
+	res, err := dnsmx.New(dnsmx.Options{Upstream: dns.Addr, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := queue.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{now: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)}
+	r, err := relay.New(relay.Options{Queue: q, Resolver: res, Hostname: "mail.example.test", Port: port,
+		ConnectTimeout: 2 * time.Second, CommandTimeout: 5 * time.Second, Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{q: q, relay: r, clock: clock}
+	e.enqueue(t, "alice@example.test", "one@remote.test")
+	e.run(t)
+	tl.dropAll() // the remote times the idle connection out
+	time.Sleep(50 * time.Millisecond)
+	e.enqueue(t, "alice@example.test", "two@remote.test")
+	e.run(t)
+	if n := len(rv.got()); n != 2 {
+		t.Fatalf("received %d, want 2", n)
+	}
+	if envs, _ := q.List(); len(envs) != 0 {
+		t.Fatalf("%d entries deferred", len(envs))
+	}
+}
