@@ -16,9 +16,11 @@ import (
 // maxFilteredHeader caps the header read into memory for HEADER.FIELDS.
 const maxFilteredHeader = 8 << 20
 
-// Fetch answers FETCH and UID FETCH. Metadata comes from one snapshot;
-// content is streamed from each message's file. A body section without
-// .PEEK sets \Seen first, so the FLAGS in the answer are the new ones.
+// Fetch answers FETCH and UID FETCH. Metadata comes from one snapshot, or,
+// when each message is opened anyway, from Open (which spares the
+// snapshot's check of the directories); content is streamed from each
+// message's file. A body section without .PEEK sets \Seen first, so the
+// FLAGS in the answer are the new ones.
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	defer s.cmd()()
 	v := s.sel
@@ -29,12 +31,17 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	if len(items) == 0 {
 		return nil
 	}
-	snap, err := v.mbox.Snapshot()
-	if err != nil {
-		return s.mapErr("fetch", err)
+	needBody := len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	needContent := needBody || options.Envelope || options.BodyStructure != nil
+	markSeen := !v.readOnly && fetchSetsSeen(options)
+	var snap *maildir.Snapshot
+	if !needBody || markSeen {
+		if snap, err = v.mbox.Snapshot(); err != nil {
+			return s.mapErr("fetch", err)
+		}
 	}
 	seenNow := make(map[uint32][]string)
-	if !v.readOnly && fetchSetsSeen(options) {
+	if markSeen {
 		var unseen []uint32
 		_ = forEachMessage(snap, items, func(it item, m *maildir.Message) error {
 			if !slices.Contains(m.Flags, maildir.FlagSeen) {
@@ -54,8 +61,6 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			}
 		}
 	}
-	needContent := options.Envelope || options.BodyStructure != nil || len(options.BodySection) > 0 ||
-		len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
 	// Of a message expunged by someone else (its EXPUNGE not sent yet),
 	// the UID is still known: a FETCH of UID alone is answered.
 	onlyUID := options.UID && !needContent && !options.Flags && !options.InternalDate && !options.RFC822Size
@@ -71,10 +76,15 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			gone = true
 		}
 	}
-	err = forEachMessage(snap, items, func(it item, m *maildir.Message) error {
+	one := func(it item, m *maildir.Message) error {
 		var msg *message
-		if needContent {
-			rc, _, err := v.mbox.Open(it.uid)
+		key := cacheKey{mbox: v.mbox, uidValidity: v.uidValidity, uid: it.uid}
+		var c cachedContent
+		if options.Envelope || options.BodyStructure != nil {
+			c.env, c.bs = s.srv.cache.get(key)
+		}
+		if needBody || (options.Envelope && c.env == nil) || (options.BodyStructure != nil && c.bs == nil) {
+			rc, meta, err := v.mbox.Open(it.uid)
 			if errors.Is(err, maildir.ErrNoSuchMessage) {
 				missing(it)
 				return nil
@@ -83,14 +93,32 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 				return s.mapErr("fetch: open", err)
 			}
 			defer rc.Close()
-			msg = &message{r: rc}
+			if m == nil {
+				m = &meta
+			}
+			// The index knows the size (CRLF): no need to seek to the end,
+			// which for a converted bare-LF file means reading it all.
+			msg = &message{r: rc, size: meta.Size, sized: true}
 		}
 		flags, changed := seenNow[it.uid]
 		if !changed {
 			flags = m.Flags
 		}
-		return s.fetchOne(w, it, m, flags, changed, msg, options)
-	}, missing)
+		err := s.fetchOne(w, it, m, flags, changed, msg, &c, options)
+		if c.computed {
+			s.srv.cache.put(key, c.env, c.bs)
+		}
+		return err
+	}
+	if snap != nil {
+		err = forEachMessage(snap, items, one, missing)
+	} else {
+		for _, it := range items {
+			if err = one(it, nil); err != nil {
+				break
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -114,10 +142,18 @@ func fetchSetsSeen(options *imap.FetchOptions) bool {
 	return false
 }
 
+// cachedContent is ENVELOPE and BODYSTRUCTURE of one message, from the
+// cache or computed (then computed is set, for the cache).
+type cachedContent struct {
+	env      *imap.Envelope
+	bs       imap.BodyStructure
+	computed bool
+}
+
 // needsStructure says whether the FETCH needs the whole MIME tree rather
 // than the top-level header.
-func needsStructure(options *imap.FetchOptions) bool {
-	if options.BodyStructure != nil {
+func needsStructure(options *imap.FetchOptions, haveBS bool) bool {
+	if options.BodyStructure != nil && !haveBS {
 		return true
 	}
 	for _, bs := range options.BodySection {
@@ -141,7 +177,7 @@ func needsStructure(options *imap.FetchOptions) bool {
 // fetchOne writes one message's FETCH response. Everything that can fail
 // is computed before the response starts: once CreateMessage has begun a
 // line, it must be finished.
-func (s *session) fetchOne(w *imapserver.FetchWriter, it item, m *maildir.Message, flags []string, flagsChanged bool, msg *message, options *imap.FetchOptions) error {
+func (s *session) fetchOne(w *imapserver.FetchWriter, it item, m *maildir.Message, flags []string, flagsChanged bool, msg *message, c *cachedContent, options *imap.FetchOptions) error {
 	var (
 		root     *part
 		filtered = make(map[*imap.FetchItemBodySection][]byte)
@@ -150,13 +186,19 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, it item, m *maildir.Messag
 	)
 	if msg != nil {
 		var err error
-		if needsStructure(options) {
+		if needsStructure(options, c.bs != nil) {
 			root, err = msg.structure()
 		} else {
 			root, err = msg.header()
 		}
 		if err != nil {
 			return s.mapErr("fetch", err)
+		}
+		if options.Envelope && c.env == nil {
+			c.env, c.computed = envelope(root.header), true
+		}
+		if options.BodyStructure != nil && c.bs == nil {
+			c.bs, c.computed = root.bodyStructure(), true
 		}
 		for _, sec := range options.BodySection {
 			if len(sec.HeaderFields) == 0 && len(sec.HeaderFieldsNot) == 0 {
@@ -207,10 +249,10 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, it item, m *maildir.Messag
 		rw.WriteRFC822Size(m.Size)
 	}
 	if options.Envelope {
-		rw.WriteEnvelope(envelope(root.header))
+		rw.WriteEnvelope(c.env)
 	}
 	if options.BodyStructure != nil {
-		rw.WriteBodyStructure(root.bodyStructure())
+		rw.WriteBodyStructure(c.bs)
 	}
 	var copyErr error
 	note := func(err error) {

@@ -275,7 +275,7 @@ func (m *searchMsg) open() *message {
 		return nil
 	}
 	m.rc = rc
-	m.msg = &message{r: rc}
+	m.msg = &message{r: rc, size: m.meta.Size, sized: true}
 	return m.msg
 }
 

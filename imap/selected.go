@@ -246,13 +246,23 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	case imap.StoreFlagsDel:
 		op = maildir.FlagsRemove
 	}
+	// The snapshot is taken before the change: it is the cached one, and
+	// the changed messages' new flags come back from StoreFlags.
+	var snap *maildir.Snapshot
+	if !flags.Silent {
+		if snap, err = v.mbox.Snapshot(); err != nil {
+			return s.mapErr("store", err)
+		}
+	}
 	uids := itemUIDs(items)
 	updated, _, err := v.mbox.StoreFlags(uids, op, fl, 0)
 	if err != nil {
 		return s.mapErr("store", err)
 	}
+	now := make(map[uint32][]string, len(updated))
 	for _, m := range updated {
 		v.own[m.UID] = m.ModSeq
+		now[m.UID] = m.Flags
 	}
 	// The client is told the state now; an older pending announcement
 	// would contradict it.
@@ -262,18 +272,18 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if flags.Silent {
 		return nil
 	}
-	snap, err := v.mbox.Snapshot()
-	if err != nil {
-		return s.mapErr("store", err)
-	}
 	_, isUID := numSet.(imap.UIDSet)
 	var gone bool
 	err = forEachMessage(snap, items, func(it item, m *maildir.Message) error {
+		fl, ok := now[it.uid]
+		if !ok {
+			fl = m.Flags
+		}
 		rw := w.CreateMessage(it.seq)
 		if isUID {
 			rw.WriteUID(imap.UID(it.uid))
 		}
-		rw.WriteFlags(imapFlags(m.Flags))
+		rw.WriteFlags(imapFlags(fl))
 		return rw.Close()
 	}, func(item) { gone = true })
 	if err != nil {

@@ -79,6 +79,8 @@ type Server struct {
 
 	// panics counts panics recovered by go-imap in sessions.
 	panics atomic.Int64
+	// cache holds ENVELOPE and BODYSTRUCTURE of recently fetched messages.
+	cache *contentCache
 
 	mu        sync.Mutex // guards listeners, conns, users, closing
 	listeners map[net.Listener]struct{}
@@ -119,6 +121,7 @@ func New(opts Options) (*Server, error) {
 		opts:      opts,
 		log:       opts.Logger,
 		caps:      caps,
+		cache:     newContentCache(contentCacheEntries),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
 		users:     make(map[string]int),

@@ -20,6 +20,8 @@ type view struct {
 	watch    *maildir.Watcher
 	name     string // client-visible name of the mailbox
 	readOnly bool   // EXAMINE
+	// uidValidity at SELECT (a change would make the store a new Mailbox).
+	uidValidity uint32
 
 	// known[i] is the UID of sequence number i+1 as the client sees it;
 	// ascending. Expunged messages stay until their EXPUNGE is sent.
@@ -43,14 +45,15 @@ type view struct {
 
 func newView(mbox *maildir.Mailbox, w *maildir.Watcher, snap *maildir.Snapshot, readOnly bool) *view {
 	v := &view{
-		mbox:     mbox,
-		watch:    w,
-		name:     mbox.Name(),
-		readOnly: readOnly,
-		known:    make([]uint32, len(snap.Messages)),
-		expunged: make(map[uint32]struct{}),
-		flags:    make(map[uint32][]string),
-		own:      make(map[uint32]uint64),
+		mbox:        mbox,
+		watch:       w,
+		name:        mbox.Name(),
+		readOnly:    readOnly,
+		known:       make([]uint32, len(snap.Messages)),
+		uidValidity: snap.UIDValidity,
+		expunged:    make(map[uint32]struct{}),
+		flags:       make(map[uint32][]string),
+		own:         make(map[uint32]uint64),
 	}
 	for i := range snap.Messages {
 		v.known[i] = snap.Messages[i].UID
