@@ -32,7 +32,12 @@
 //   - Message content is streamed from the store's file: FETCH BODY[...]
 //     sections are byte ranges located by a one-pass MIME scanner (mime.go),
 //     never a copy of the message in memory; BINARY is decoded twice
-//     (size, then data) instead of buffered.
+//     (size, then data) instead of buffered. ENVELOPE and BODYSTRUCTURE,
+//     which depend only on a message's immutable content, are kept in a
+//     bounded LRU shared by the sessions (cache.go).
+//   - go-imap flushes its output after every response line; the connection
+//     wrapper coalesces writes while a command runs (one write for a whole
+//     FETCH 1:* instead of one per message) and flushes before every read.
 //   - Passwords only over TLS or loopback unless security.allow_plaintext_auth:
 //     otherwise the capability list says LOGINDISABLED and no AUTH=.
 //   - Limits: APPEND size (max_message_size, NO [TOOBIG]), command length
