@@ -48,7 +48,10 @@ a terminal.`,
 			if err != nil {
 				return err
 			}
-			return accounts.AddUser(cfg.DataDir, addr, pw)
+			if err := accounts.AddUser(cfg.DataDir, addr, pw); err != nil {
+				return err
+			}
+			return a.ensurePostmaster(cfg, addr)
 		},
 	}
 	add.Flags().BoolVar(&addStdin, "password-stdin", false, "read the password from the first line of stdin")
@@ -147,4 +150,39 @@ func userExists(dataDir, addr string) (bool, error) {
 		return false, err
 	}
 	return slices.ContainsFunc(users, func(u string) bool { return strings.EqualFold(u, addr) }), nil
+}
+
+// ensurePostmaster makes postmaster@DOMAIN deliver to the first user added on
+// DOMAIN when nothing else answers for it: RFC 5321 §4.5.1 requires every
+// mail domain to accept mail for its postmaster, and remote operators write
+// there when our mail troubles them.
+func (a *app) ensurePostmaster(cfg *config.Config, user string) error {
+	_, domain, _ := strings.Cut(user, "@")
+	pm := "postmaster@" + domain
+	if strings.EqualFold(user, pm) {
+		return nil
+	}
+	users, err := accounts.ListUsers(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	aliases, err := accounts.ListAliases(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	for _, u := range users {
+		if strings.EqualFold(u, pm) {
+			return nil
+		}
+	}
+	for _, al := range aliases {
+		if strings.EqualFold(al.Address, pm) {
+			return nil
+		}
+	}
+	if err := accounts.AddAliasWithDomains(cfg.DataDir, cfg.Domains, pm, []string{user}, false); err != nil {
+		return fmt.Errorf("add %s: %w", pm, err)
+	}
+	fmt.Fprintf(a.stderr, "%s now delivers to %s (every domain needs a postmaster; change it with 'postyard alias')\n", pm, user)
+	return nil
 }
