@@ -26,10 +26,9 @@ type view struct {
 	// known[i] is the UID of sequence number i+1 as the client sees it;
 	// ascending. Expunged messages stay until their EXPUNGE is sent.
 	known []uint32
-	// maxUID is the highest UID in known or newUIDs: events for lower UIDs
-	// are about messages already accounted for.
-	maxUID uint32
-	// newUIDs arrived after the client's last EXISTS; ascending, all > known.
+	// newUIDs arrived after the client's last EXISTS; ascending, all above
+	// the last of known. Events for UIDs at or below it are about messages
+	// already accounted for.
 	newUIDs []uint32
 	// expunged holds UIDs in known that are gone from the store, EXPUNGE not sent yet.
 	expunged map[uint32]struct{}
@@ -58,9 +57,6 @@ func newView(mbox *maildir.Mailbox, w *maildir.Watcher, snap *maildir.Snapshot, 
 	for i := range snap.Messages {
 		v.known[i] = snap.Messages[i].UID
 	}
-	if n := len(v.known); n > 0 {
-		v.maxUID = v.known[n-1]
-	}
 	return v
 }
 
@@ -74,9 +70,14 @@ func (v *view) close() {
 func (v *view) apply(ev maildir.Event) {
 	switch ev.Kind {
 	case maildir.EventNew:
-		if ev.UID > v.maxUID {
-			v.newUIDs = append(v.newUIDs, ev.UID)
-			v.maxUID = ev.UID
+		if n := len(v.known); n > 0 && ev.UID <= v.known[n-1] {
+			return
+		}
+		// Sorted insert: an own APPEND is applied at once, while the
+		// event of a delivery committed just before it may still be on
+		// its way.
+		if i, found := slices.BinarySearch(v.newUIDs, ev.UID); !found {
+			v.newUIDs = slices.Insert(v.newUIDs, i, ev.UID)
 		}
 	case maildir.EventExpunge:
 		delete(v.flags, ev.UID)

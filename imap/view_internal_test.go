@@ -23,9 +23,6 @@ func testView(known ...uint32) (*view, chan maildir.Event) {
 		flags:    map[uint32][]string{},
 		own:      map[uint32]uint64{},
 	}
-	if len(known) > 0 {
-		v.maxUID = known[len(known)-1]
-	}
 	return v, ch
 }
 
@@ -75,6 +72,12 @@ func TestViewFlush(t *testing.T) {
 			name: "new and gone before a look: nothing", known: []uint32{1},
 			events:       []maildir.Event{ev(maildir.EventNew, 2, 0), ev(maildir.EventFlags, 2, 5, `\Seen`), ev(maildir.EventExpunge, 2, 0)},
 			allowExpunge: true, want: nil, wantKnown: []uint32{1},
+		},
+		{
+			name: "own append before the event of an earlier delivery", known: []uint32{1},
+			own:    nil,
+			events: []maildir.Event{ev(maildir.EventNew, 3, 0), ev(maildir.EventNew, 2, 0), ev(maildir.EventNew, 3, 0)},
+			want:   []string{"3 EXISTS"}, wantKnown: []uint32{1, 2, 3},
 		},
 		{
 			name: "events the snapshot already had", known: []uint32{1, 2},
