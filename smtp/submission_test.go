@@ -104,7 +104,7 @@ func (remoteConn) RemoteAddr() net.Addr {
 	return &net.TCPAddr{IP: net.ParseIP("192.0.2.10"), Port: 40000}
 }
 
-func startSubmission(t *testing.T, outside bool, opts ...subOption) *subServer {
+func startSubmission(t testing.TB, outside bool, opts ...subOption) *subServer {
 	t.Helper()
 	store := deliverytest.NewMemStore()
 	local, err := delivery.NewLocal(delivery.LocalOptions{Store: store, SpoolDir: t.TempDir()})

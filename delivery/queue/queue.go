@@ -118,7 +118,7 @@ var (
 
 // Open opens (creating) dir and removes entries that were never committed.
 func Open(dir string) (*Queue, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, tmpName), 0o700); err != nil {
 		return nil, fmt.Errorf("open queue %s: %w", dir, err)
 	}
 	q := &Queue{dir: dir, sync: &dirSyncer{dir: dir}, notify: make(chan struct{}, 1)}
@@ -131,6 +131,15 @@ func Open(dir string) (*Queue, error) {
 
 // Dir is the queue directory.
 func (q *Queue) Dir() string { return q.dir }
+
+// tmpName is the subdirectory where entries and envelopes are written before
+// they are renamed into the queue directory. Creating files there does not
+// wait for the queue directory's lock, which its fsync holds while it writes
+// (ext4 without a journal), so sessions writing new entries do not queue up
+// behind the group fsync.
+const tmpName = "tmp"
+
+func (q *Queue) tmpDir() string { return filepath.Join(q.dir, tmpName) }
 
 // Notify is signalled after each Enqueue and Retry.
 func (q *Queue) Notify() <-chan struct{} { return q.notify }
@@ -145,6 +154,15 @@ func (q *Queue) wake() {
 // cleanup removes temporary files (entries never committed, envelope
 // rewrites never finished) and envelopes whose message is gone.
 func (q *Queue) cleanup() error {
+	tmps, err := readNames(q.tmpDir())
+	if err != nil {
+		return err
+	}
+	for _, n := range tmps {
+		if err := os.Remove(filepath.Join(q.tmpDir(), n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("queue cleanup %s: %w", n, err)
+		}
+	}
 	names, err := readNames(q.dir)
 	if err != nil {
 		return err
@@ -255,7 +273,7 @@ func (q *Queue) Prepare(env Envelope, r io.Reader, now time.Time) (*Pending, err
 		return nil, fmt.Errorf("enqueue %s: %w", env.ID, err)
 	}
 	head := len(magic) + len(line) + 1
-	tmp, n, err := writeTemp(q.dir, env.ID+".msg", func(w io.Writer) error {
+	tmp, n, err := writeTemp(q.tmpDir(), env.ID+".msg", func(w io.Writer) error {
 		bw := writers.Get().(*bufio.Writer)
 		bw.Reset(w)
 		defer func() { bw.Reset(nil); writers.Put(bw) }()
@@ -322,7 +340,7 @@ func (q *Queue) writeEnvelope(env *Envelope) error {
 	if err != nil {
 		return err
 	}
-	tmp, _, err := writeTemp(q.dir, env.ID+".env", func(w io.Writer) error {
+	tmp, _, err := writeTemp(q.tmpDir(), env.ID+".env", func(w io.Writer) error {
 		_, err := w.Write(append(b, '\n'))
 		return err
 	})

@@ -76,12 +76,12 @@ func TestOpenRemovesUncommittedEntries(t *testing.T) {
 	// A crash before the rename into place: never acknowledged. And one
 	// during an envelope rewrite, which leaves the entry as it was.
 	orphan := queue.NewID(now)
-	os.WriteFile(filepath.Join(dir, "tmp."+orphan+".msg.123"), []byte("PYQ1 {}\nhalf"), 0o600)
+	os.WriteFile(filepath.Join(dir, "tmp", "tmp."+orphan+".msg.123"), []byte("PYQ1 {}\nhalf"), 0o600)
 	os.WriteFile(filepath.Join(dir, "tmp."+kept.ID+".env.456"), []byte("{"), 0o600)
 	if _, err := queue.Open(dir); err != nil {
 		t.Fatal(err)
 	}
-	names, _ := filepath.Glob(filepath.Join(dir, "*"))
+	names, _ := entries(dir)
 	if len(names) != 1 {
 		t.Fatalf("files after Open: %v, want only %s.msg", names, kept.ID)
 	}
@@ -142,7 +142,7 @@ func TestPrepareCommitAbort(t *testing.T) {
 		t.Fatal(err)
 	}
 	p2.Abort()
-	names, _ := filepath.Glob(filepath.Join(dir, "*"))
+	names, _ := entries(dir)
 	if len(names) != 1 {
 		t.Fatalf("files after Abort: %v, want the committed entry only", names)
 	}
@@ -212,7 +212,7 @@ func TestEnvelopeRewriteKeepsMessage(t *testing.T) {
 	if err := q2.Delete(env.ID); err != nil {
 		t.Fatal(err)
 	}
-	if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 0 {
+	if names, _ := entries(dir); len(names) != 0 {
 		t.Fatalf("files after Delete: %v", names)
 	}
 }
@@ -269,8 +269,18 @@ func TestFinish(t *testing.T) {
 		if err := q.Finish(loaded); err != nil {
 			t.Fatal(err)
 		}
-		if names, _ := filepath.Glob(filepath.Join(dir, "*")); len(names) != 0 {
+		if names, _ := entries(dir); len(names) != 0 {
 			t.Fatalf("rewritten=%v: files left %v", rewritten, names)
 		}
 	}
+}
+
+// entries lists the files of a queue directory and of its tmp/.
+func entries(dir string) ([]string, error) {
+	a, err := filepath.Glob(filepath.Join(dir, "*.*"))
+	if err != nil {
+		return nil, err
+	}
+	b, err := filepath.Glob(filepath.Join(dir, "tmp", "*"))
+	return append(a, b...), err
 }

@@ -89,7 +89,7 @@ func (rv *receiver) got() []received {
 }
 
 // startReceiver serves SMTP on ip:port.
-func startReceiver(t *testing.T, l net.Listener) *receiver {
+func startReceiver(t testing.TB, l net.Listener) *receiver {
 	t.Helper()
 	rv := &receiver{}
 	rv.srv = smtp.NewServer(rv)
@@ -102,7 +102,7 @@ func startReceiver(t *testing.T, l net.Listener) *receiver {
 }
 
 // listenPair listens on 127.0.0.2 and 127.0.0.3 on one common free port.
-func listenPair(t *testing.T) (l2, l3 net.Listener, port int) {
+func listenPair(t testing.TB) (l2, l3 net.Listener, port int) {
 	t.Helper()
 	for range 20 {
 		a, err := net.Listen("tcp", "127.0.0.2:0")
