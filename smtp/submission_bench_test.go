@@ -18,39 +18,49 @@ import (
 // message written to the real outbound queue on disk (fsync of the entry and
 // of the directory) before the 250, with 1 and 10 sessions at a time: the
 // submission half of the relay benchmark. Nothing relays the queue here
-// (BenchmarkRelay in delivery/relay is the other half); DKIM signing is off
-// (Signer nil), as in the bench harness's relay round.
+// (BenchmarkRelay in delivery/relay is the other half). dkim=off is the
+// bench harness's relay round; dkim=on signs every message twice (RSA-2048
+// and ed25519 keys of example.test).
 func BenchmarkSubmission(b *testing.B) {
 	msg := strings.Replace(benchMessage(10<<10), "From: sender@remote.example", "From: alice@example.test", 1)
-	for _, sessions := range []int{1, 10} {
-		ss := startSubmission(b, false, func(o *smtp.SubmissionOptions) {
-			o.Signer = nil
-			o.Logger = loggerFor(b)
-		})
-		b.Run(fmt.Sprintf("sessions=%d", sessions), func(b *testing.B) {
-			b.SetBytes(int64(len(msg)))
-			cpu0 := cpuTime()
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			for range sessions {
-				wg.Go(func() {
-					for {
-						n := next.Add(1)
-						if n > int64(b.N) {
-							return
-						}
-						if err := submitOne(ss.addr, fmt.Sprintf("r%d@remote.example", n%100), msg); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
-		})
+	for _, dkim := range []bool{false, true} {
+		for _, sessions := range []int{1, 10} {
+			benchSubmission(b, msg, dkim, sessions)
+		}
 	}
+}
+
+func benchSubmission(b *testing.B, msg string, dkim bool, sessions int) {
+	ss := startSubmission(b, false, func(o *smtp.SubmissionOptions) {
+		if !dkim {
+			o.Signer = nil
+		}
+		o.Logger = loggerFor(b)
+	})
+	name := map[bool]string{false: "off", true: "on"}[dkim]
+	b.Run(fmt.Sprintf("dkim=%s/sessions=%d", name, sessions), func(b *testing.B) {
+		b.SetBytes(int64(len(msg)))
+		cpu0 := cpuTime()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range sessions {
+			wg.Go(func() {
+				for {
+					n := next.Add(1)
+					if n > int64(b.N) {
+						return
+					}
+					if err := submitOne(ss.addr, fmt.Sprintf("r%d@remote.example", n%100), msg); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
+		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+	})
 }
 
 func submitOne(addr, rcpt, msg string) error {
