@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -68,6 +69,19 @@ type client struct {
 	// reused: taken from the pool; the next transaction starts with RSET,
 	// which also tells whether the connection still works.
 	reused bool
+	// stopped: the relay is shutting down; every read and write fails at
+	// once and the connection is not pooled again (set by stopOn).
+	stopped atomic.Bool
+}
+
+// stopOn makes the transactions on c fail at once when ctx ends (shutdown);
+// call the returned function when the transaction is over.
+func (c *client) stopOn(ctx context.Context) (release func()) {
+	stop := context.AfterFunc(ctx, func() {
+		c.stopped.Store(true)
+		_ = c.conn.SetDeadline(time.Unix(1, 0))
+	})
+	return func() { stop() }
 }
 
 // errStale is a cached connection that turned out to be closed (the RSET
@@ -138,6 +152,10 @@ func (c *client) ehlo(helo string) error {
 }
 
 func (c *client) deadline() {
+	if c.stopped.Load() {
+		_ = c.conn.SetDeadline(time.Unix(1, 0))
+		return
+	}
 	if c.timeout > 0 {
 		_ = c.conn.SetDeadline(time.Now().Add(c.timeout))
 	}

@@ -547,7 +547,9 @@ func (r *Relay) deliverTo(ctx context.Context, t target, env *queue.Envelope, rc
 			return nil, err
 		}
 	}
+	release := c.stopOn(ctx)
 	replies, err := c.send(env.From, rcpts, env.Size, io.NewSectionReader(msg, 0, env.Size))
+	release()
 	if errors.Is(err, errStale) {
 		// The remote closed the cached connection meanwhile: nothing was
 		// sent yet, so a fresh connection tries again.
@@ -555,7 +557,9 @@ func (r *Relay) deliverTo(ctx context.Context, t target, env *queue.Envelope, rc
 		if c, err = r.dial(ctx, t); err != nil {
 			return nil, err
 		}
+		release = c.stopOn(ctx)
 		replies, err = c.send(env.From, rcpts, env.Size, io.NewSectionReader(msg, 0, env.Size))
+		release()
 	}
 	if err != nil {
 		var re *replyError
@@ -643,6 +647,10 @@ func (p *pool) get(addr string) (*client, error) {
 }
 
 func (p *pool) put(addr string, c *client) {
+	if c.stopped.Load() { // shutting down: the connection is unusable
+		_ = c.conn.Close()
+		return
+	}
 	if c.used >= poolMaxUses {
 		go c.quit()
 		return

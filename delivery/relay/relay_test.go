@@ -502,3 +502,30 @@ func TestStaleCachedConnectionRedials(t *testing.T) {
 		t.Fatalf("%d entries deferred", len(envs))
 	}
 }
+
+// TestRunStopsDuringSlowDelivery: at shutdown a delivery waiting on a slow
+// remote is given up at once; the entry stays queued for the next start.
+func TestRunStopsDuringSlowDelivery(t *testing.T) {
+	e := setup(t, true)
+	e.mx1.mu.Lock()
+	e.mx1.dataDelay = 5 * time.Second
+	e.mx1.mu.Unlock()
+	env := e.enqueue(t, "alice@example.test", "slow@remote.test")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.relay.Run(ctx) }()
+	time.Sleep(300 * time.Millisecond) // the data is sent; the remote is "thinking"
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run still waits on the slow remote after the shutdown")
+	}
+	got, err := e.q.Get(env.ID)
+	if err != nil || len(got.Pending()) != 1 {
+		t.Fatalf("entry after the shutdown: %+v, %v; want it still pending", got, err)
+	}
+}
