@@ -112,11 +112,12 @@ func (v *view) apply(ev maildir.Event) {
 }
 
 // drain applies the events waiting in the watcher. The watcher hands
-// events over one at a time from its own goroutine, so after each one that
-// goroutine gets a chance to offer the next before the queue counts as
-// empty: changes made together are announced together.
+// events over one at a time from its own goroutine, so once one has come,
+// that goroutine gets a chance to offer the next before the queue counts
+// as empty: changes made together are announced together. With no event
+// at all, nothing waits (a NOOP costs no scheduling round).
 func (v *view) drain() {
-	yielded := false
+	got, yielded := false, false
 	for {
 		select {
 		case ev, ok := <-v.watch.C:
@@ -124,9 +125,9 @@ func (v *view) drain() {
 				return
 			}
 			v.apply(ev)
-			yielded = false
+			got, yielded = true, false
 		default:
-			if yielded {
+			if !got || yielded {
 				return
 			}
 			runtime.Gosched()
