@@ -1,14 +1,7 @@
 package config_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,6 +11,7 @@ import (
 	"time"
 
 	"github.com/postyard-mail/postyard/config"
+	"github.com/postyard-mail/postyard/internal/testcert"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -91,8 +85,8 @@ type want struct {
 
 func TestErrors(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile := writeCert(t, dir, "a")
-	_, otherKey := writeCert(t, dir, "b")
+	certFile, keyFile := testcert.New(t).WriteDir(t, dir, "a")
+	_, otherKey := testcert.New(t).WriteDir(t, dir, "b")
 
 	tests := []struct {
 		name string
@@ -245,7 +239,7 @@ func TestErrors(t *testing.T) {
 
 func TestTLSPairLoads(t *testing.T) {
 	dir := t.TempDir()
-	cert, key := writeCert(t, dir, "ok")
+	cert, key := testcert.New(t).WriteDir(t, dir, "ok")
 	cfg, err := config.Parse("t.toml", []byte("[tls]\ncert = \""+cert+"\"\nkey = \""+key+"\"\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -324,36 +318,4 @@ func TestExampleLoads(t *testing.T) {
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("config.example.toml:\n got %+v\nwant %+v", cfg, want)
 	}
-}
-
-// writeCert writes a self-signed ECDSA certificate and its key as PEM files.
-func writeCert(t *testing.T, dir, name string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = filepath.Join(dir, name+".crt")
-	keyFile = filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }

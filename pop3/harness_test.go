@@ -3,17 +3,10 @@ package pop3_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,6 +17,7 @@ import (
 
 	"github.com/postyard-mail/postyard/accounts"
 	"github.com/postyard-mail/postyard/config"
+	"github.com/postyard-mail/postyard/internal/testcert"
 	"github.com/postyard-mail/postyard/maildir"
 	"github.com/postyard-mail/postyard/pop3"
 )
@@ -94,10 +88,11 @@ func newEnv(t testing.TB, options ...envOption) *env {
 	}
 	e.store = openStore(t, e.dataDir, logger)
 
-	serverTLS, clientTLS, certPEM := testCert(t)
-	e.clientTLS = clientTLS
+	cert := testcert.New(t, "localhost", "mail.example.test", "127.0.0.1")
+	serverTLS := cert.Server
+	e.clientTLS = cert.Client
 	e.certFile = filepath.Join(t.TempDir(), "cert.pem")
-	if err := os.WriteFile(e.certFile, certPEM, 0o644); err != nil {
+	if err := os.WriteFile(e.certFile, cert.CertPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -181,40 +176,6 @@ type tWriter struct{ t testing.TB }
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
-}
-
-// testCert makes a self-signed certificate for localhost and 127.0.0.1.
-func testCert(t testing.TB) (server, client *tls.Config, certPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "localhost"},
-		DNSNames:              []string{"localhost", "mail.example.test"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}}
-	client = &tls.Config{RootCAs: pool, ServerName: "localhost"}
-	return server, client, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 // inbox returns a user's INBOX in the env's store.

@@ -2,14 +2,8 @@ package server_test
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +17,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/postyard-mail/postyard/config"
+	"github.com/postyard-mail/postyard/internal/testcert"
 	"github.com/postyard-mail/postyard/internal/testenv"
 )
 
@@ -214,7 +209,7 @@ func TestE2ESIGHUPReloadsCertificate(t *testing.T) {
 			if mode == "configured" {
 				dir := t.TempDir()
 				certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-				writePair(t, certFile, keyFile, "first.example.test")
+				testcert.New(t, "first.example.test").WriteFiles(t, certFile, keyFile)
 				opts.Config = map[string]any{"tls.cert": certFile, "tls.key": keyFile}
 			}
 			env := testenv.Start(t, opts)
@@ -230,7 +225,7 @@ func TestE2ESIGHUPReloadsCertificate(t *testing.T) {
 			}
 			serial := old.ConnectionState().PeerCertificates[0].SerialNumber
 
-			writePair(t, certFile, keyFile, "second.example.test")
+			testcert.New(t, "second.example.test").WriteFiles(t, certFile, keyFile)
 			off := env.LogOffset()
 			env.Signal(syscall.SIGHUP)
 			if line := env.WaitLogFrom(t, off, "msg=reloaded"); !strings.Contains(line, "ok=true") {
@@ -361,40 +356,4 @@ func dialTLS(t *testing.T, addr string) *tls.Conn {
 	}
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	return c
-}
-
-// writePair writes a fresh self-signed certificate for cn and its key.
-func writePair(t *testing.T, certFile, keyFile, cn string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: cn},
-		DNSNames:     []string{cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -3,15 +3,9 @@ package smtp_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"strconv"
 	"strings"
@@ -23,6 +17,7 @@ import (
 	"github.com/postyard-mail/postyard/config"
 	"github.com/postyard-mail/postyard/delivery"
 	"github.com/postyard-mail/postyard/delivery/deliverytest"
+	"github.com/postyard-mail/postyard/internal/testcert"
 	"github.com/postyard-mail/postyard/smtp"
 )
 
@@ -214,21 +209,12 @@ var (
 // testTLSConfig is a server config with a throw-away self-signed certificate.
 func testTLSConfig(t testing.TB) *tls.Config {
 	certOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		c, err := testcert.Generate("mx.example.test")
 		if err != nil {
 			certErr = err
 			return
 		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx.example.test"},
-			DNSNames: []string{"mx.example.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			certErr = err
-			return
-		}
-		certPair = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+		certPair = c.Server.Certificates[0]
 	})
 	if certErr != nil {
 		t.Fatal(certErr)
