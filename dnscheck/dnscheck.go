@@ -241,16 +241,10 @@ func (c *checker) mx(addrs []netip.Addr) Finding {
 func (c *checker) spf(addrs []netip.Addr) Finding {
 	f := Finding{Check: "SPF"}
 	fix := fmt.Sprintf(`%s. IN TXT "v=spf1 a:%s mx -all"`, c.domain, c.host)
-	txts, err := c.r.LookupTXT(c.ctx, c.domain)
-	if err != nil && dnsmx.IsTemporary(err) {
+	recs, err := c.txtRecords(c.domain, mailauth.IsSPFRecord)
+	if err != nil {
 		f.Status, f.Detail = Missing, dnsProblem(err)
 		return f
-	}
-	var recs []string
-	for _, t := range txts {
-		if mailauth.IsSPFRecord(t) {
-			recs = append(recs, t)
-		}
 	}
 	switch len(recs) {
 	case 0:
@@ -353,16 +347,10 @@ func (c *checker) dmarc() Finding {
 	f := Finding{Check: "DMARC"}
 	name := "_dmarc." + c.domain
 	fix := fmt.Sprintf(`%s. IN TXT "v=DMARC1; p=quarantine; rua=mailto:postmaster@%s"`, name, c.domain)
-	txts, err := c.r.LookupTXT(c.ctx, name)
-	if err != nil && dnsmx.IsTemporary(err) {
+	recs, err := c.txtRecords(name, mailauth.IsDMARCRecord)
+	if err != nil {
 		f.Status, f.Detail = Missing, dnsProblem(err)
 		return f
-	}
-	var recs []string
-	for _, t := range txts {
-		if mailauth.IsDMARCRecord(t) {
-			recs = append(recs, t)
-		}
 	}
 	switch len(recs) {
 	case 0:
@@ -458,19 +446,34 @@ func (c *checker) ptr(addrs []netip.Addr) []Finding {
 // optional checks a TXT record whose absence is only a warning.
 func (c *checker) optional(check, name, prefix, fix string) Finding {
 	f := Finding{Check: check}
-	txts, err := c.r.LookupTXT(c.ctx, name)
-	if err != nil && dnsmx.IsTemporary(err) {
+	recs, err := c.txtRecords(name, func(t string) bool { return strings.HasPrefix(t, prefix) })
+	if err != nil {
 		f.Status, f.Detail = Warn, dnsProblem(err)
 		return f
 	}
-	for _, t := range txts {
-		if strings.HasPrefix(t, prefix) {
-			f.Detail = t
-			return f
-		}
+	if len(recs) > 0 {
+		f.Detail = recs[0]
+		return f
 	}
 	f.Status, f.Detail, f.Fix = Warn, "not published (optional)", fix
 	return f
+}
+
+// txtRecords returns the TXT records at name that isRecord accepts. Only a
+// temporary DNS failure is an error: a name that does not exist or has no
+// TXT records has no such record.
+func (c *checker) txtRecords(name string, isRecord func(string) bool) ([]string, error) {
+	txts, err := c.r.LookupTXT(c.ctx, name)
+	if err != nil && dnsmx.IsTemporary(err) {
+		return nil, err
+	}
+	var recs []string
+	for _, t := range txts {
+		if isRecord(t) {
+			recs = append(recs, t)
+		}
+	}
+	return recs, nil
 }
 
 // quoteTXT splits a value into quoted strings of at most 255 octets
