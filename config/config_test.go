@@ -127,6 +127,10 @@ func TestErrors(t *testing.T) {
 			[]want{{2, "smtp.command_timeout", `invalid duration "5 minutes"`}}},
 		{"negative duration", "[imap]\nidle_timeout = \"-30m\"\n",
 			[]want{{2, "imap.idle_timeout", "must not be negative"}}},
+		{"imap idle timeout under 30 minutes", "[imap]\nidle_timeout = \"10m\"\n",
+			[]want{{2, "imap.idle_timeout", "must be at least 30m0s (RFC 9051 §5.4)"}}},
+		{"pop3 idle timeout under 10 minutes", "\n[pop3]\nidle_timeout = \"1m\"\n",
+			[]want{{3, "pop3.idle_timeout", "must be at least 10m0s (RFC 1939 §3)"}}},
 		{"bare number duration", "[pop3]\nidle_timeout = 600\n",
 			[]want{{2, "pop3.idle_timeout", "a bare number has no unit"}}},
 		{"bad duration in array", "[delivery]\nretry = [\n  \"5m\",\n  \"soon\",\n]\n",
@@ -273,7 +277,7 @@ func TestPrintRoundTrip(t *testing.T) {
 	custom.SMTP.TarpitDelay = 0
 	custom.SMTP.CommandTimeout = config.Duration(90 * time.Second)
 	custom.Submission.TLSListen = nil
-	custom.IMAP.IdleTimeout = config.Duration(1500 * time.Millisecond)
+	custom.IMAP.IdleTimeout = config.Duration(90*time.Minute + 1500*time.Millisecond)
 	custom.Delivery.Retry = []config.Duration{config.Duration(36 * time.Hour)}
 	custom.Delivery.Smarthost = "[::1]:2525"
 	custom.Delivery.SmarthostUser = "relay user"

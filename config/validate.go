@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Validate checks a Config built in code (Load validates on its own). The
@@ -84,14 +85,17 @@ func (c *Config) validate(file string, idx *keyIndex) Errors {
 
 	v.listen("imap.listen", c.IMAP.Listen, listens)
 	v.listen("imap.tls_listen", c.IMAP.TLSListen, listens)
-	v.positive("imap.idle_timeout", int64(c.IMAP.IdleTimeout))
+	// RFC 9051 §5.4: an autologout timer of at least 30 minutes; clients
+	// re-issue IDLE every 29 minutes on the strength of it.
+	v.minDuration("imap.idle_timeout", c.IMAP.IdleTimeout, 30*time.Minute, "RFC 9051 §5.4")
 	v.atLeast("imap.max_connections_per_user", c.IMAP.MaxConnectionsPerUser, 0)
 	v.atLeast("imap.max_connections_per_ip", c.IMAP.MaxConnectionsPerIP, 0)
 	v.atLeast("imap.max_connections", c.IMAP.MaxConnections, 0)
 
 	v.listen("pop3.listen", c.POP3.Listen, listens)
 	v.listen("pop3.tls_listen", c.POP3.TLSListen, listens)
-	v.positive("pop3.idle_timeout", int64(c.POP3.IdleTimeout))
+	// RFC 1939 §3: an autologout timer of at least 10 minutes.
+	v.minDuration("pop3.idle_timeout", c.POP3.IdleTimeout, 10*time.Minute, "RFC 1939 §3")
 	v.atLeast("pop3.max_connections_per_ip", c.POP3.MaxConnectionsPerIP, 0)
 	v.atLeast("pop3.max_connections", c.POP3.MaxConnections, 0)
 
@@ -144,6 +148,13 @@ func (c *Config) validate(file string, idx *keyIndex) Errors {
 func (v *validator) positive(key string, n int64) {
 	if n <= 0 {
 		v.at(key, "must be greater than zero")
+	}
+}
+
+// minDuration requires d to be at least least, which the RFC named by why sets.
+func (v *validator) minDuration(key string, d Duration, least time.Duration, why string) {
+	if d.D() < least {
+		v.at(key, "must be at least %s (%s)", least, why)
 	}
 }
 
