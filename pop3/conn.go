@@ -141,7 +141,7 @@ func (c *conn) closeIfIdle() {
 func (c *conn) setIdle(idle bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if idle && (c.srv.closing.Load() || c.closed) {
+	if idle && (c.srv.sessions.Closing() || c.closed) {
 		return false
 	}
 	c.idle = idle
@@ -151,7 +151,7 @@ func (c *conn) setIdle(idle bool) bool {
 // serve runs the session until QUIT, an error, a timeout or shutdown.
 func (c *conn) serve() {
 	start := time.Now()
-	defer c.srv.untrack(c)
+	defer c.srv.sessions.Done(c)
 	defer c.close()
 	defer c.releaseMaildrop()
 	defer func() {
@@ -180,7 +180,7 @@ func (c *conn) serve() {
 		}
 	}
 	c.releaseMaildrop()
-	if c.w.Flush() == nil && !c.srv.closing.Load() {
+	if c.w.Flush() == nil && !c.srv.sessions.Closing() {
 		c.lingeringClose()
 	}
 	c.log.Debug("pop3 connection closed", "user", c.user, "duration", time.Since(start).Round(time.Millisecond))
@@ -298,7 +298,7 @@ func (c *conn) endOnReadError(err error) {
 	var ne net.Error
 	switch {
 	case errors.Is(err, errEnd):
-	case errors.Is(err, errShutdown) || c.srv.closing.Load():
+	case errors.Is(err, errShutdown) || c.srv.sessions.Closing():
 		c.log.Debug("pop3 session closed by shutdown")
 	case errors.Is(err, errLineTooLong):
 		c.log.Info("pop3 line too long: dropping the connection", "limit", maxLine)

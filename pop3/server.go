@@ -14,6 +14,7 @@ import (
 
 	"github.com/postyard-mail/postyard/accounts"
 	"github.com/postyard-mail/postyard/config"
+	"github.com/postyard-mail/postyard/internal/connset"
 	"github.com/postyard-mail/postyard/maildir"
 )
 
@@ -87,16 +88,12 @@ type Server struct {
 	// (DESIGN §2); tests turn it off to see the refusals.
 	loopbackSecure bool
 
-	closing atomic.Bool   // set once by Shutdown
-	stop    chan struct{} // closed by Shutdown: ends waits that are not I/O (auth failure delays)
-	panics  atomic.Int64  // sessions that panicked (recovered)
+	sessions connset.Set[*conn] // listeners and sessions; closing once Shutdown begins
+	stop     chan struct{}      // closed by Shutdown: ends waits that are not I/O (auth failure delays)
+	panics   atomic.Int64       // sessions that panicked (recovered)
 
-	mu        sync.Mutex // guards listeners, conns, locks
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	locks     map[string]string // locked maildrops: user → cid of the holder
-
-	wg sync.WaitGroup // session goroutines
+	mu    sync.Mutex        // guards locks
+	locks map[string]string // locked maildrops: user → cid of the holder
 
 	// bufs holds RETR/TOP read buffers (*[]byte of streamBufSize), so an
 	// idle session holds none.
@@ -121,8 +118,6 @@ func New(opts Options) (*Server, error) {
 		authDelay:      opts.AuthFailureDelay,
 		log:            opts.Logger,
 		loopbackSecure: true,
-		listeners:      make(map[net.Listener]struct{}),
-		conns:          make(map[*conn]struct{}),
 		locks:          make(map[string]string),
 		stop:           make(chan struct{}),
 	}
@@ -153,63 +148,27 @@ func New(opts Options) (*Server, error) {
 // Serve accepts connections on l until l is closed or Shutdown is called,
 // and then returns nil; other accept failures are returned. Connections that are *tls.Conn (an implicit-TLS listener) start secure.
 func (s *Server) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.closing.Load() {
-		s.mu.Unlock()
+	if !s.sessions.AddListener(l) {
 		_ = l.Close()
 		return nil
 	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
+	defer s.sessions.RemoveListener(l)
 
-	var tempDelay time.Duration
-	for {
-		nc, err := l.Accept()
-		if err != nil {
-			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				// Temporary accept failure (e.g. out of descriptors): back off as net/http does.
-				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
-				time.Sleep(tempDelay)
-				continue
-			}
-			return fmt.Errorf("pop3: accept on %s: %w", l.Addr(), err)
-		}
-		tempDelay = 0
+	err := connset.Accept(l, func(err error, _ time.Duration) bool {
+		// Temporary accept failure (e.g. out of descriptors): back off as net/http does.
+		return !s.sessions.Closing() && connset.IsTimeout(err)
+	}, func(nc net.Conn) {
 		c := newConn(s, nc)
-		if !s.track(c) {
+		if !s.sessions.Add(c) {
 			_ = nc.Close()
-			continue
+			return
 		}
 		go c.serve()
+	})
+	if err != nil && !s.sessions.Closing() {
+		return fmt.Errorf("pop3: accept on %s: %w", l.Addr(), err)
 	}
-}
-
-// track registers a new session; false once Shutdown has begun.
-func (s *Server) track(c *conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing.Load() {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Server) untrack(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	s.wg.Done()
+	return nil
 }
 
 // Shutdown stops accepting, closes sessions waiting for a command at once
@@ -217,34 +176,23 @@ func (s *Server) untrack(c *conn) {
 // nothing), lets sessions busy with a command (a RETR, the expunge of a QUIT)
 // finish it, and closes whatever is left when ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	if !s.closing.Swap(true) {
+	conns, first := s.sessions.Close()
+	if first {
 		close(s.stop)
 	}
-	for l := range s.listeners {
-		_ = l.Close()
-	}
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
 	for _, c := range conns {
 		c.closeIfIdle()
 	}
 
-	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	done := s.sessions.Drained()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
 	}
-	s.mu.Lock()
-	for c := range s.conns {
+	for _, c := range s.sessions.Conns() {
 		c.close()
 	}
-	s.mu.Unlock()
 	<-done
 	return ctx.Err()
 }
