@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/postyard-mail/postyard/internal/testlog"
 )
 
 // writeFile writes a file of the data directory for a test.
@@ -17,19 +19,6 @@ func writeFile(t *testing.T, dir, name, content string) {
 	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// testLogger sends the directory's log to t.Log.
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tlogWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tlogWriter struct{ t *testing.T }
-
-func (w tlogWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 func openDir(t *testing.T, passwd, aliases string, domains ...string) (*Directory, string) {
@@ -44,7 +33,7 @@ func openDir(t *testing.T, passwd, aliases string, domains ...string) (*Director
 	if len(domains) == 0 {
 		domains = []string{"example.com", "example.org"}
 	}
-	d, err := Open(dir, domains, testLogger(t))
+	d, err := Open(dir, domains, testlog.New(t, slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)
 	}

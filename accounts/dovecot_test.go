@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/user"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/postyard-mail/postyard/internal/testlog"
 )
 
 // These tests check compatibility with Dovecot itself (Debian's
@@ -262,7 +265,7 @@ userdb {
 		}
 	})
 	// And our own directory agrees.
-	d, err := Open(data, []string{"example.com"}, testLogger(t))
+	d, err := Open(data, []string{"example.com"}, testlog.New(t, slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package accounts
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/postyard-mail/postyard/internal/testlog"
 )
 
 func readFile(t *testing.T, dir, name string) string {
@@ -173,7 +176,7 @@ all@example.com: info@example.com
 		t.Errorf("ListAliases = %q\nwant %q", got, wantList)
 	}
 	// The directory resolves what was written.
-	d, err := Open(dir, []string{"example.com"}, testLogger(t))
+	d, err := Open(dir, []string{"example.com"}, testlog.New(t, slog.LevelDebug))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/postyard-mail/postyard/internal/testenv"
+	"github.com/postyard-mail/postyard/internal/testlog"
 	"github.com/postyard-mail/postyard/maildir"
+	"github.com/postyard-mail/postyard/pop3"
 )
 
 // End-to-end tests: the real postyard binary (internal/testenv), real POP3
@@ -19,7 +21,7 @@ import (
 // through a store of its own, as another process (an MDA) would.
 func e2eDeliver(t *testing.T, env *testenv.Env, user string, msgs []string) {
 	t.Helper()
-	store, err := maildir.New(filepath.Join(env.DataDir, "mail"), testLogger(t))
+	store, err := maildir.New(filepath.Join(env.DataDir, "mail"), testlog.New(t, pop3.LevelTrace))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/postyard-mail/postyard/accounts"
 	"github.com/postyard-mail/postyard/config"
 	"github.com/postyard-mail/postyard/internal/testcert"
+	"github.com/postyard-mail/postyard/internal/testlog"
 	"github.com/postyard-mail/postyard/maildir"
 	"github.com/postyard-mail/postyard/pop3"
 )
@@ -76,7 +77,7 @@ func newEnv(t testing.TB, options ...envOption) *env {
 	if e.dataDir == "" {
 		e.dataDir = t.TempDir()
 	}
-	logger := testLogger(t)
+	logger := testlog.New(t, pop3.LevelTrace) // a failing test shows the transcript
 
 	passwd := alice + ":{PLAIN}" + alicePW + "\n" + bob + ":{PLAIN}" + bobPW + "\n"
 	if err := os.WriteFile(filepath.Join(e.dataDir, "passwd"), []byte(passwd), 0o600); err != nil {
@@ -164,18 +165,6 @@ func listen(t testing.TB) net.Listener {
 	}
 	t.Cleanup(func() { _ = l.Close() })
 	return l
-}
-
-// testLogger logs to t.Log at trace level, so a failing test shows the transcript.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: pop3.LevelTrace}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	return len(p), nil
 }
 
 // inbox returns a user's INBOX in the env's store.

@@ -18,6 +18,7 @@ import (
 	"github.com/postyard-mail/postyard/delivery"
 	"github.com/postyard-mail/postyard/delivery/deliverytest"
 	"github.com/postyard-mail/postyard/internal/testcert"
+	"github.com/postyard-mail/postyard/internal/testlog"
 	"github.com/postyard-mail/postyard/smtp"
 )
 
@@ -164,40 +165,12 @@ func startServerWith(t testing.TB, store *deliverytest.MemStore, d smtp.Delivere
 	return &testServer{addr: l.Addr().String(), srv: srv, store: store, dir: dir, opts: o}
 }
 
-// loggerFor is testLogger in tests and a discarding logger in benchmarks.
+// loggerFor logs to the test log in tests and a discarding logger in benchmarks.
 func loggerFor(t testing.TB) *slog.Logger {
 	if _, ok := t.(*testing.B); ok {
 		return slog.New(slog.DiscardHandler)
 	}
-	return testLogger(t)
-}
-
-// testLogger logs to t.Log until the test ends.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tlogWriter{t: t}
-	t.Cleanup(w.stop)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tlogWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *tlogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *tlogWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
+	return testlog.New(t, slog.LevelDebug)
 }
 
 var (
