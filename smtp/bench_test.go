@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	gosmtp "github.com/emersion/go-smtp"
 
 	"github.com/postyard-mail/postyard/dnsmx"
+	"github.com/postyard-mail/postyard/internal/benchmeter"
 	"github.com/postyard-mail/postyard/internal/dnstest"
 	"github.com/postyard-mail/postyard/mailauth"
 	"github.com/postyard-mail/postyard/smtp"
@@ -116,40 +116,36 @@ func benchAcceptDeliver(b *testing.B, msg string, opts ...serverOption) {
 			}
 		}
 		b.Run(fmt.Sprintf("sessions=%d", sessions), func(b *testing.B) {
-			b.SetBytes(int64(len(msg)))
-			cpu0 := cpuTime()
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			for range sessions {
-				wg.Go(func() {
-					for {
-						n := next.Add(1)
-						if n > int64(b.N) {
-							return
-						}
-						if err := sendOne(e.ts.addr, users[n%100], msg); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
-			// CPU time of the process (server and client) per message: less
-			// sensitive than msg/s to other load on a shared machine.
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+			sendConcurrently(b, len(msg), sessions, func(n int64) error {
+				return sendOne(e.ts.addr, users[n%100], msg)
+			})
 		})
 	}
 }
 
-// cpuTime is the user and system CPU time of this process so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+// sendConcurrently makes b.N calls of send (numbered 1 to b.N) from sessions
+// goroutines and reports msg/s and cpu-µs/msg (benchmeter).
+func sendConcurrently(b *testing.B, msgSize, sessions int, send func(n int64) error) {
+	b.SetBytes(int64(msgSize))
+	m := benchmeter.Start()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range sessions {
+		wg.Go(func() {
+			for {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				if err := send(n); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	wg.Wait()
+	m.Report(b)
 }
 
 // pemDecode returns the bytes of the first PEM block.

@@ -3,8 +3,6 @@ package smtp_test
 import (
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/emersion/go-sasl"
@@ -39,27 +37,9 @@ func benchSubmission(b *testing.B, msg string, dkim bool, sessions int) {
 	})
 	name := map[bool]string{false: "off", true: "on"}[dkim]
 	b.Run(fmt.Sprintf("dkim=%s/sessions=%d", name, sessions), func(b *testing.B) {
-		b.SetBytes(int64(len(msg)))
-		cpu0 := cpuTime()
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		for range sessions {
-			wg.Go(func() {
-				for {
-					n := next.Add(1)
-					if n > int64(b.N) {
-						return
-					}
-					if err := submitOne(ss.addr, fmt.Sprintf("r%d@remote.example", n%100), msg); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
-		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
+		sendConcurrently(b, len(msg), sessions, func(n int64) error {
+			return submitOne(ss.addr, fmt.Sprintf("r%d@remote.example", n%100), msg)
+		})
 	})
 }
 

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/postyard-mail/postyard/delivery/queue"
 	"github.com/postyard-mail/postyard/delivery/relay"
 	"github.com/postyard-mail/postyard/dnsmx"
+	"github.com/postyard-mail/postyard/internal/benchmeter"
 	"github.com/postyard-mail/postyard/internal/dnstest"
 )
 
@@ -52,7 +52,7 @@ func BenchmarkRelay(b *testing.B) {
 		b.Fatal(err)
 	}
 	before := len(rv.got())
-	cpu0 := cpuTime()
+	meter := benchmeter.Start()
 	b.ResetTimer()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -69,15 +69,5 @@ func BenchmarkRelay(b *testing.B) {
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/msg")
-}
-
-// cpuTime is the user and system CPU time of this process so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	meter.Report(b)
 }
