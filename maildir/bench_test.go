@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -290,4 +291,98 @@ func BenchmarkDeliver10K(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N*8)/b.Elapsed().Seconds(), "deliveries/s")
 	})
+}
+
+// BenchmarkSessions10k: what 8 IMAP sessions on one 10,000-message INBOX do
+// (the imap-load mix): flag changes on random UIDs, snapshots, message reads
+// and appends, with a watcher per session. Our own changes must cost no
+// directory rescan (rescans/op stays ~0).
+func BenchmarkSessions10k(b *testing.B) {
+	const count = 10_000
+	s, err := New(b.TempDir(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	u, _ := s.User("load@example.com")
+	m, err := u.Mailbox("INBOX")
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := bytes.Repeat([]byte("Subject: x\r\n\r\n0123456789012345678901234567890123456789\r\n"), 20)
+	if err := m.ensureLoaded(); err != nil {
+		b.Fatal(err)
+	}
+	ps := make([]*pending, 0, count)
+	for range count {
+		p, err := s.writeTmp(m.dir, bytes.NewReader(body), time.Time{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	m.commit(ps)
+	if ps[0].err != nil {
+		b.Fatal(ps[0].err)
+	}
+	var watchers []*Watcher
+	for range 8 {
+		w := m.Watch()
+		watchers = append(watchers, w)
+		go func() {
+			for range w.C {
+			}
+		}()
+	}
+	defer func() {
+		for _, w := range watchers {
+			w.Close()
+		}
+	}()
+	if _, err := m.Snapshot(); err != nil {
+		b.Fatal(err)
+	}
+	before := m.rescans.Load()
+	var seq atomic.Uint64
+	b.SetParallelism((8 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(seq.Add(1), 7))
+		buf := make([]byte, 4096)
+		for pb.Next() {
+			i := seq.Add(1)
+			snap, err := m.Snapshot()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			uid := snap.Messages[r.IntN(len(snap.Messages))].UID
+			op := FlagsAdd
+			if i%2 == 0 {
+				op = FlagsRemove
+			}
+			if _, _, err := m.StoreFlags([]uint32{uid}, op, []string{FlagSeen}, 0); err != nil {
+				b.Error(err)
+				return
+			}
+			rc, _, err := m.Open(snap.Messages[r.IntN(len(snap.Messages))].UID)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			for {
+				if _, err := rc.Read(buf); err != nil {
+					break
+				}
+			}
+			rc.Close()
+			if i%10 == 0 {
+				if _, err := m.Append(bytes.NewReader(body), []string{FlagSeen}, time.Time{}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}
+	})
+	b.ReportMetric(float64(m.rescans.Load()-before)/float64(b.N), "rescans/op")
 }

@@ -61,8 +61,10 @@ type Mailbox struct {
 	queue      []*pending // saves waiting for the next delivery batch
 	committing bool       // a leader is committing batches
 
-	dirty  atomic.Bool // set by the notifier: new/ or cur/ changed behind our back
-	bgBusy atomic.Bool // a background refresh is running
+	dirty   atomic.Bool   // set by the notifier: new/ or cur/ changed behind our back
+	bgBusy  atomic.Bool   // a background refresh is running
+	ulOurs  atomic.Int32  // our uidlist writers holding dovecot-uidlist.lock
+	rescans atomic.Uint64 // directory listings so far (tests and benchmarks check our own changes cause none)
 
 	mu          sync.Mutex
 	loaded      bool
@@ -179,8 +181,10 @@ func (m *Mailbox) refresh() error {
 		return m.errGone()
 	}
 	m.lastUse = time.Now()
-	need := !m.loaded || m.dirty.Load() || m.uidlistChangedLocked() || m.pollChangedLocked() ||
-		(m.kwPending && m.keywordsChangedLocked())
+	// While one of our uidlist writers holds the dotlock, a changed
+	// dovecot-uidlist is its own append (it reads what others wrote under
+	// that lock before appending): no reason to rescan.
+	need := m.needSyncLocked(m.ulOurs.Load() == 0)
 	m.mu.Unlock()
 	if !need {
 		return nil
@@ -189,7 +193,25 @@ func (m *Mailbox) refresh() error {
 	defer m.opMu.Unlock()
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
+	// Decide again: the change seen above may have been one of ours that
+	// completed meanwhile (a delivery batch appending to dovecot-uidlist),
+	// and another caller may have rescanned while we waited.
+	m.mu.Lock()
+	need = !m.gone && m.needSyncLocked(true)
+	m.mu.Unlock()
+	if !need {
+		return nil
+	}
 	return m.syncW()
+}
+
+// needSyncLocked: the index may be out of date with the directories (not
+// loaded, or a change by another program reported). checkUidlist: count a
+// dovecot-uidlist that differs from ours. mu held.
+func (m *Mailbox) needSyncLocked(checkUidlist bool) bool {
+	return !m.loaded || m.dirty.Load() || m.pollChangedLocked() ||
+		(checkUidlist && m.uidlistChangedLocked()) ||
+		(m.kwPending && m.keywordsChangedLocked())
 }
 
 // ensureLoaded loads the index if needed, without a rescan otherwise.
@@ -315,6 +337,7 @@ func (m *Mailbox) syncW() error {
 		mt = m.dirMtimes()
 	}
 	m.dirty.Store(false) // before reading: a change from now on dirties again
+	m.rescans.Add(1)
 	files, err := m.readDirs(len(m.entries) + 64)
 	if err != nil {
 		if errors.Is(err, ErrNoSuchMailbox) {
@@ -1027,8 +1050,12 @@ func (m *Mailbox) Open(uid uint32) (io.ReadSeekCloser, Message, error) {
 		m.mu.Unlock()
 		f, err := os.Open(m.path(e.sub(), e.name))
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) && attempt == 0 {
+			if errors.Is(err, os.ErrNotExist) && attempt < 3 && m.renamedByUs(uid, &e) {
+				continue // a flag change of ours renamed it meanwhile
+			}
+			if errors.Is(err, os.ErrNotExist) && attempt < 4 {
 				// Renamed or removed by someone else since our last look.
+				attempt = 3
 				m.dirty.Store(true)
 				if err := m.refresh(); err != nil {
 					return nil, Message{}, err
@@ -1050,6 +1077,16 @@ func (m *Mailbox) Open(uid uint32) (io.ReadSeekCloser, Message, error) {
 		}
 		return newCRLFReader(f, msg.Size), msg, nil
 	}
+}
+
+// renamedByUs: the index entry of uid changed since e was read from it (or
+// the message is gone from the index): the file was renamed or removed by an
+// operation of ours, which needs no rescan.
+func (m *Mailbox) renamedByUs(uid uint32, e *entry) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := m.find(uid)
+	return i < 0 || m.entries[i].name != e.name || m.entries[i].bits&bitInNew != e.bits&bitInNew
 }
 
 // errno helpers

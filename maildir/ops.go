@@ -194,6 +194,8 @@ func (m *Mailbox) commitBatch(batch []*pending) {
 		return
 	}
 	defer lock.release()
+	m.ulOurs.Add(1)
+	defer m.ulOurs.Add(-1)
 
 	// Someone else (Dovecot) may have appended records: their UIDs are taken.
 	next, rewrite, err := m.checkUidlistUnderLock()
@@ -600,6 +602,8 @@ func (m *Mailbox) maybeCompact() {
 		return
 	}
 	defer lock.release()
+	m.ulOurs.Add(1)
+	defer m.ulOurs.Add(-1)
 	if _, _, err := m.checkUidlistUnderLock(); err != nil {
 		m.u.s.log.Warn("maildir: compact uidlist", "dir", m.dir, "err", err)
 		return
