@@ -17,6 +17,7 @@ import (
 	"github.com/postyard-mail/postyard/config"
 	"github.com/postyard-mail/postyard/delivery"
 	"github.com/postyard-mail/postyard/delivery/deliverytest"
+	"github.com/postyard-mail/postyard/delivery/queue"
 	"github.com/postyard-mail/postyard/internal/testcert"
 	"github.com/postyard-mail/postyard/internal/testlog"
 	"github.com/postyard-mail/postyard/smtp"
@@ -114,12 +115,57 @@ func baseConfig() config.SMTP {
 
 func startServer(t testing.TB, opts ...serverOption) *testServer {
 	t.Helper()
+	store, local := memLocal(t)
+	return startServerWith(t, store, local, opts...)
+}
+
+// memLocal is local delivery into a new in-memory store.
+func memLocal(t testing.TB) (*deliverytest.MemStore, *delivery.Local) {
+	t.Helper()
 	store := deliverytest.NewMemStore()
 	local, err := delivery.NewLocal(delivery.LocalOptions{Store: store, SpoolDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startServerWith(t, store, local, opts...)
+	return store, local
+}
+
+// openQueue is an outbound queue in a new temporary directory.
+func openQueue(t testing.TB) *queue.Queue {
+	t.Helper()
+	q, err := queue.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+// serveUntilCleanup serves every listener; at cleanup it shuts srv down and
+// fails the test if a Serve does not return nil in time or a session
+// panicked.
+func serveUntilCleanup(t testing.TB, srv *smtp.Server, listeners ...net.Listener) {
+	served := make(chan error, len(listeners))
+	for _, l := range listeners {
+		go func() { served <- srv.Serve(l) }()
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		for range listeners {
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			case <-time.After(3 * time.Second):
+				t.Error("Serve did not return after Shutdown")
+			}
+		}
+		if n := srv.Panics(); n != 0 {
+			t.Errorf("%d panics recovered in sessions", n)
+		}
+	})
 }
 
 func startServerWith(t testing.TB, store *deliverytest.MemStore, d smtp.Deliverer, opts ...serverOption) *testServer {
@@ -144,24 +190,7 @@ func startServerWith(t testing.TB, store *deliverytest.MemStore, d smtp.Delivere
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(3 * time.Second):
-			t.Error("Serve did not return after Shutdown")
-		}
-		if n := srv.Panics(); n != 0 {
-			t.Errorf("%d panics recovered in sessions", n)
-		}
-	})
+	serveUntilCleanup(t, srv, l)
 	return &testServer{addr: l.Addr().String(), srv: srv, store: store, dir: dir, opts: o}
 }
 

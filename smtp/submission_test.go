@@ -106,15 +106,8 @@ func (remoteConn) RemoteAddr() net.Addr {
 
 func startSubmission(t testing.TB, outside bool, opts ...subOption) *subServer {
 	t.Helper()
-	store := deliverytest.NewMemStore()
-	local, err := delivery.NewLocal(delivery.LocalOptions{Store: store, SpoolDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := queue.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, local := memLocal(t)
+	q := openQueue(t)
 	keyDir := t.TempDir()
 	txt := map[string]string{}
 	for sel, alg := range map[string]string{"rsa": "rsa2048", "ed": "ed25519"} {
@@ -165,27 +158,7 @@ func startSubmission(t testing.TB, outside bool, opts ...subOption) *subServer {
 		plain, rawTLS = fakeRemote{plain}, fakeRemote{rawTLS}
 	}
 	implicit := tls.NewListener(rawTLS, o.TLSConfig) // as the server makes them
-	served := make(chan error, 2)
-	go func() { served <- srv.Serve(plain) }()
-	go func() { served <- srv.Serve(implicit) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		for range 2 {
-			select {
-			case err := <-served:
-				if err != nil {
-					t.Errorf("Serve: %v", err)
-				}
-			case <-time.After(3 * time.Second):
-				t.Error("Serve did not return after Shutdown")
-			}
-		}
-		if n := srv.Panics(); n != 0 {
-			t.Errorf("%d panics recovered in sessions", n)
-		}
-	})
+	serveUntilCleanup(t, srv, plain, implicit)
 	return &subServer{addr: addr, tlsAddr: tlsAddr, srv: srv, store: store, queue: q, clock: clock, dkimTXT: txt}
 }
 
@@ -535,15 +508,8 @@ func TestSubmissionShutdownImplicitTLS(t *testing.T) {
 // TestMXForwardsThroughQueue: on the MX, an alias's outside targets are
 // queued with the original envelope sender; its local targets delivered.
 func TestMXForwardsThroughQueue(t *testing.T) {
-	store := deliverytest.NewMemStore()
-	local, err := delivery.NewLocal(delivery.LocalOptions{Store: store, SpoolDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := queue.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, local := memLocal(t)
+	q := openQueue(t)
 	ts := startServerWith(t, store, delivery.NewRouter(local, q, nil))
 	rc := dialRaw(t, ts.addr)
 	rc.cmd("EHLO client.test", 250)
@@ -568,12 +534,8 @@ func TestMXForwardsThroughQueue(t *testing.T) {
 }
 
 func TestNewSubmissionNeedsQueue(t *testing.T) {
-	store := deliverytest.NewMemStore()
-	local, err := delivery.NewLocal(delivery.LocalOptions{Store: store, SpoolDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = smtp.NewSubmission(smtp.SubmissionOptions{SMTP: baseConfig(), Hostname: "h", Directory: newFakeDir(),
+	_, local := memLocal(t)
+	_, err := smtp.NewSubmission(smtp.SubmissionOptions{SMTP: baseConfig(), Hostname: "h", Directory: newFakeDir(),
 		Accounts: &fakeAccounts{}, Deliverer: delivery.NewRouter(local, nil, nil)})
 	if err == nil || !strings.Contains(err.Error(), "outbound queue") {
 		t.Fatalf("NewSubmission without a queue: %v", err)
