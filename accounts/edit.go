@@ -48,15 +48,11 @@ func SetPassword(dataDir, addr, password string) error {
 	if err != nil {
 		return err
 	}
-	return editPasswd(dataDir, func(lines []string) ([]string, error) {
-		i := findUser(lines, canon)
-		if i < 0 {
-			return nil, fmt.Errorf("%w: %s", ErrNoSuchUser, canon)
-		}
+	return editUser(dataDir, canon, func(lines []string, i int) []string {
 		p, _ := parsePasswdLine(lines[i])
 		p.pass = h
 		lines[i] = p.String()
-		return lines, nil
+		return lines
 	})
 }
 
@@ -66,12 +62,20 @@ func DeleteUser(dataDir, addr string) error {
 	if err != nil {
 		return err
 	}
+	return editUser(dataDir, canon, func(lines []string, i int) []string {
+		return slices.Delete(lines, i, i+1)
+	})
+}
+
+// editUser runs edit under editPasswd with the index of canon's line;
+// ErrNoSuchUser if it has none.
+func editUser(dataDir, canon string, edit func(lines []string, i int) []string) error {
 	return editPasswd(dataDir, func(lines []string) ([]string, error) {
 		i := findUser(lines, canon)
 		if i < 0 {
 			return nil, fmt.Errorf("%w: %s", ErrNoSuchUser, canon)
 		}
-		return slices.Delete(lines, i, i+1), nil
+		return edit(lines, i), nil
 	})
 }
 
