@@ -185,13 +185,8 @@ func TestServeLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	smtpSvc, imapSvc := &fakeService{}, &fakeService{}
-	var logs strings.Builder
-	var logMu sync.Mutex
-	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
-		logMu.Lock()
-		defer logMu.Unlock()
-		return logs.Write(p)
-	}), nil))
+	var logs lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	sigs := make(chan os.Signal, 1)
 	started := make(chan struct{})
 	s := &server{
@@ -236,19 +231,13 @@ func TestServeLifecycle(t *testing.T) {
 	if smtpSvc.served != 2 || imapSvc.served != 1 || !smtpSvc.shutdown || !imapSvc.shutdown {
 		t.Errorf("smtp %+v imap %+v", smtpSvc, imapSvc)
 	}
-	logMu.Lock()
 	out := logs.String()
-	logMu.Unlock()
 	for _, want := range []string{"msg=\"postyard started\"", "smtp.listen=127.0.0.1:", "imap.listen=127.0.0.1:", "startup=", "reason=terminated", "msg=stopped"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // lockedBuffer is a log sink safe for the server's goroutines.
 type lockedBuffer struct {
