@@ -33,14 +33,6 @@ type e2e struct {
 	port int
 }
 
-const e2eZone = `
-remote.test.     300 IN MX 10 mx1.remote.test.
-remote.test.     300 IN MX 20 mx2.remote.test.
-mx1.remote.test. 300 IN A 127.0.0.2
-mx2.remote.test. 300 IN A 127.0.0.3
-nullmx.test.     300 IN MX 0 .
-`
-
 const (
 	alicePW = "alice secret"
 	bobPW   = "bob secret"
@@ -50,7 +42,7 @@ const (
 func startE2E(t *testing.T, mx1Up bool, config map[string]any) *e2e {
 	t.Helper()
 	l2, l3, port := listenPair(t)
-	e := &e2e{port: port, dns: dnstest.Start(t, e2eZone)}
+	e := &e2e{port: port, dns: dnstest.Start(t, zone)}
 	if mx1Up {
 		e.mx1 = startReceiver(t, l2)
 	} else {

@@ -168,6 +168,8 @@ type env struct {
 	bounce *bounceBox
 }
 
+// zone has the remote MX hosts (two, and a null MX) of the unit, end-to-end
+// and benchmark tests.
 const zone = `
 remote.test.     300 IN MX 10 mx1.remote.test.
 remote.test.     300 IN MX 20 mx2.remote.test.
