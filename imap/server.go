@@ -18,6 +18,7 @@ import (
 
 	"github.com/postyard-mail/postyard/internal/cid"
 	"github.com/postyard-mail/postyard/internal/connlimit"
+	"github.com/postyard-mail/postyard/internal/connset"
 	"github.com/postyard-mail/postyard/maildir"
 )
 
@@ -82,12 +83,11 @@ type Server struct {
 	// cache holds ENVELOPE and BODYSTRUCTURE of recently fetched messages.
 	cache *contentCache
 
-	mu        sync.Mutex // guards listeners, conns, users, closing
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	users     map[string]int // logged-in sessions per user address
-	closing   bool
-	wg        sync.WaitGroup // one count per open connection
+	// sessions tracks listeners and connections; closing once Shutdown begins.
+	sessions connset.Set[*conn]
+
+	mu    sync.Mutex     // guards users
+	users map[string]int // logged-in sessions per user address
 }
 
 // New returns a Server; it does not listen yet.
@@ -118,13 +118,11 @@ func New(opts Options) (*Server, error) {
 		caps[c] = struct{}{}
 	}
 	return &Server{
-		opts:      opts,
-		log:       opts.Logger,
-		caps:      caps,
-		cache:     newContentCache(contentCacheEntries),
-		listeners: make(map[net.Listener]struct{}),
-		conns:     make(map[*conn]struct{}),
-		users:     make(map[string]int),
+		opts:  opts,
+		log:   opts.Logger,
+		caps:  caps,
+		cache: newContentCache(contentCacheEntries),
+		users: make(map[string]int),
 	}, nil
 }
 
@@ -134,36 +132,16 @@ func (s *Server) Panics() int64 { return s.panics.Load() }
 // Serve accepts connections on l until l is closed or Shutdown is called.
 // A connection that is a *tls.Conn counts as encrypted (implicit TLS).
 func (s *Server) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
+	if !s.sessions.AddListener(l) {
 		return ErrServerClosed
 	}
-	s.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, l)
-		s.mu.Unlock()
-	}()
-
-	var delay time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			// Anything else (EMFILE, ECONNABORTED) is worth retrying, as
-			// net/http does, with a growing pause.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("imap: accept failed", "err", err, "retry_in", delay)
-			time.Sleep(delay)
-			continue
-		}
-		delay = 0
-		s.serveConn(c)
-	}
+	defer s.sessions.RemoveListener(l)
+	// Every accept failure but a closed listener (EMFILE, ECONNABORTED) is
+	// worth retrying, with connset's growing pause.
+	return connset.Accept(l, func(err error, pause time.Duration) bool {
+		s.log.Warn("imap: accept failed", "err", err, "retry_in", pause)
+		return true
+	}, s.serveConn)
 }
 
 // serveConn hands one connection to its own go-imap server value, which is
@@ -203,23 +181,9 @@ func (s *Server) serveConn(c net.Conn) {
 	_ = imapserver.New(opts).Serve(&oneConnListener{c: cn})
 }
 
-func (s *Server) track(c *conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.conns[c] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
+func (s *Server) track(c *conn) bool { return s.sessions.Add(c) }
 
-func (s *Server) untrack(c *conn) {
-	s.mu.Lock()
-	delete(s.conns, c)
-	s.mu.Unlock()
-	s.wg.Done()
-}
+func (s *Server) untrack(c *conn) { s.sessions.Done(c) }
 
 // acquireUser counts a logged-in session of user; false if over the limit.
 func (s *Server) acquireUser(user string) bool {
@@ -247,37 +211,17 @@ func (s *Server) releaseUser(user string) {
 // reply first), waits for the sessions to end until ctx is done, and then
 // closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for l := range s.listeners {
-		_ = l.Close()
-	}
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-
+	conns, _ := s.sessions.Close()
 	for _, c := range conns {
 		c.requestBye("[UNAVAILABLE] Server shutting down")
 	}
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
+	done := s.sessions.Drained()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
 	}
-	s.mu.Lock()
-	conns = conns[:0]
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range s.sessions.Conns() {
 		_ = c.Close()
 	}
 	<-done

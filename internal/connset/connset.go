@@ -1,6 +1,5 @@
 // Package connset is the Serve and Shutdown bookkeeping of a protocol front
-// end that runs its own accept loop (POP3 now; IMAP has the same loop and
-// can move onto it).
+// end that runs its own accept loop (POP3 and IMAP).
 //
 // A Set knows the listeners being served and the connections being handled,
 // so that Shutdown can stop accepting, reach every open session and wait for
