@@ -10,12 +10,12 @@ import (
 	"os/user"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/postyard-mail/postyard/internal/dovecottest"
 	"github.com/postyard-mail/postyard/internal/testlog"
 )
 
@@ -129,10 +129,7 @@ func TestDoveadmVerifiesOurHashes(t *testing.T) {
 // authenticate with `doveadm auth test`.
 func TestDovecotPasswdFile(t *testing.T) {
 	needDoveadm(t)
-	dovecot, err := exec.LookPath("dovecot")
-	if err != nil {
-		t.Skip("dovecot not installed (apt-get install dovecot-core)")
-	}
+	dovecottest.Binary(t) // skips when Dovecot is not installed
 	me, err := user.Current()
 	if err != nil {
 		t.Fatal(err)
@@ -201,43 +198,8 @@ userdb {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, dovecot, "-F", "-c", conf)
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			logText, _ := os.ReadFile(filepath.Join(base, "dovecot.log"))
-			t.Logf("dovecot output: %s\ndovecot.log:\n%s", out.String(), logText)
-		}
-	})
 	sock := filepath.Join(base, "run", "auth-client")
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		select {
-		case <-done:
-			t.Fatalf("dovecot exited: %s", out.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("dovecot's auth-client socket did not appear")
-		}
-	}
+	dovecottest.Start(t, conf, filepath.Join(base, "dovecot.log"), dovecottest.Exists(sock))
 	tests := []struct {
 		user, password string
 		ok             bool

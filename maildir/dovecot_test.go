@@ -6,11 +6,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,13 +16,12 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 
+	"github.com/postyard-mail/postyard/internal/dovecottest"
 	"github.com/postyard-mail/postyard/maildir"
 )
 
 // Dovecot compatibility, both ways, against Debian's dovecot started by the
 // test on 127.0.0.1 with a private configuration over a private mail tree.
-
-const dovecotBin = "/usr/sbin/dovecot"
 
 type dovecot struct {
 	dir, conf, addr string
@@ -37,18 +33,11 @@ type dovecot struct {
 // belongs to the "mail" user while Dovecot works on it.
 func startDovecot(t *testing.T) *dovecot {
 	t.Helper()
-	if _, err := os.Stat(dovecotBin); err != nil {
-		t.Skip("dovecot is not installed (apt-get install dovecot-imapd)")
-	}
+	dovecottest.Binary(t) // skips when Dovecot is not installed
 	if os.Geteuid() != 0 {
 		t.Skip("starting a private dovecot needs root (it switches to the mail user)")
 	}
-	mu, err := user.Lookup("mail")
-	if err != nil {
-		t.Skipf("no mail user: %v", err)
-	}
-	uid, _ := strconv.Atoi(mu.Uid)
-	gid, _ := strconv.Atoi(mu.Gid)
+	uid, gid := dovecottest.UserIDs(t, "mail")
 	dir, err := os.MkdirTemp("", "postyard-dovecot-")
 	if err != nil {
 		t.Fatal(err)
@@ -118,49 +107,7 @@ service imap-login {
 		t.Fatal(err)
 	}
 	d.chown(t)
-	// The master daemonizes and keeps its stdout and stderr: give it a file,
-	// not a pipe, or waiting for the command would wait for the daemon.
-	startLog, err := os.Create(filepath.Join(dir, "start.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(dovecotBin, "-c", d.conf)
-	cmd.Stdout, cmd.Stderr = startLog, startLog
-	cmd.WaitDelay = 5 * time.Second
-	err = cmd.Run()
-	startLog.Close()
-	if err != nil {
-		out, _ := os.ReadFile(filepath.Join(dir, "start.log"))
-		t.Fatalf("start dovecot: %v\n%s", err, out)
-	}
-	t.Cleanup(func() {
-		stop := exec.Command(dovecotBin, "-c", d.conf, "stop")
-		stop.WaitDelay = 5 * time.Second
-		_ = stop.Run()
-		// Wait (bounded) for the master to go.
-		for i := 0; i < 50; i++ {
-			if _, err := os.Stat(filepath.Join(dir, "run", "master.pid")); err != nil {
-				break
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "dovecot.log"))
-			t.Logf("dovecot.log:\n%s", log)
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", d.addr, time.Second)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dovecot does not answer on %s: %v", d.addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	dovecottest.Start(t, d.conf, filepath.Join(dir, "dovecot.log"), dovecottest.Listening(d.addr))
 	return d
 }
 
@@ -170,15 +117,7 @@ func (d *dovecot) mailRoot() string { return filepath.Join(d.dir, "mail") }
 // wrote to it).
 func (d *dovecot) chown(t *testing.T) {
 	t.Helper()
-	err := filepath.Walk(d.mailRoot(), func(p string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, d.uid, d.gid)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dovecottest.ChownTree(t, d.mailRoot(), d.uid, d.gid)
 }
 
 func (d *dovecot) login(t *testing.T, addr string) *imapclient.Client {

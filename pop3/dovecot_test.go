@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/postyard-mail/postyard/internal/dovecottest"
 )
 
 // dovecotPOP3 is Dovecot's POP3 process (Debian's dovecot-pop3d). Started by
@@ -89,9 +90,9 @@ func TestDovecotSameListing(t *testing.T) {
 	cmd.Stderr = &stderr
 	if os.Geteuid() == 0 {
 		// Dovecot refuses to access mail as root: run it as nobody.
-		uid, gid := nobody(t)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
-		chownTree(t, dir, int(uid), int(gid))
+		uid, gid := dovecottest.UserIDs(t, "nobody")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+		dovecottest.ChownTree(t, dir, uid, gid)
 		for p := dir; p != "/" && p != os.TempDir(); p = filepath.Dir(p) {
 			_ = os.Chmod(p, 0o755) // t.TempDir's directories are 0700
 		}
@@ -161,17 +162,6 @@ func dovecotMulti(t *testing.T, r *bufio.Reader) []string {
 	return strings.Split(strings.TrimSuffix(body, "\r\n"), "\r\n")
 }
 
-func nobody(t *testing.T) (uint32, uint32) {
-	t.Helper()
-	u, err := user.Lookup("nobody")
-	if err != nil {
-		t.Skipf("running as root and there is no user nobody to run Dovecot as: %v", err)
-	}
-	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-	return uint32(uid), uint32(gid)
-}
-
 func copyTree(t *testing.T, src, dst string) {
 	t.Helper()
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
@@ -207,18 +197,5 @@ func copyTree(t *testing.T, src, dst string) {
 	})
 	if err != nil {
 		t.Fatalf("copying the maildir: %v", err)
-	}
-}
-
-func chownTree(t *testing.T, root string, uid, gid int) {
-	t.Helper()
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(path, uid, gid)
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 }
