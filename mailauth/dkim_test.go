@@ -2,7 +2,6 @@ package mailauth_test
 
 import (
 	"bytes"
-	"context"
 	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -12,8 +11,6 @@ import (
 	"encoding/pem"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +19,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/postyard-mail/postyard/dnsmx"
+	"github.com/postyard-mail/postyard/internal/dkimpytest"
 	"github.com/postyard-mail/postyard/internal/dnstest"
 	"github.com/postyard-mail/postyard/mailauth"
 )
@@ -104,66 +102,6 @@ func goSign(t testing.TB, msg, domain, selector string, key crypto.Signer) strin
 	return b.String()
 }
 
-// python returns a python3 that has dkimpy (Debian python3-dkim), or skips.
-func python(t testing.TB) string {
-	t.Helper()
-	candidates := []string{"/usr/bin/python3"}
-	if p, err := exec.LookPath("python3"); err == nil {
-		candidates = append(candidates, p)
-	}
-	for _, p := range candidates {
-		if exec.Command(p, "-c", "import dkim").Run() == nil {
-			return p
-		}
-	}
-	t.Skip("python3 with dkimpy (Debian python3-dkim) not installed")
-	return ""
-}
-
-const dkimpySign = `
-import sys, dkim
-sel, dom, keyfile, algo = sys.argv[1:5]
-msg = sys.stdin.buffer.read()
-key = open(keyfile, 'rb').read()
-sig = dkim.sign(msg, sel.encode(), dom.encode(), key,
-                include_headers=[b'from', b'to', b'subject', b'date', b'message-id'],
-                signature_algorithm=algo.encode())
-sys.stdout.buffer.write(sig + msg)
-`
-
-// dkimpySignMsg signs msg with dkimpy.
-func dkimpySignMsg(t *testing.T, msg, domain, selector string, key crypto.Signer) string {
-	t.Helper()
-	py := python(t)
-	keyFile := filepath.Join(t.TempDir(), "key")
-	var keyData []byte
-	algo := "rsa-sha256"
-	switch k := key.(type) {
-	case *rsa.PrivateKey:
-		keyData = pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
-	case ed25519.PrivateKey:
-		keyData = []byte(base64.StdEncoding.EncodeToString(k.Seed()))
-		algo = "ed25519-sha256"
-	}
-	if err := os.WriteFile(keyFile, keyData, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, py, "-c", dkimpySign, selector, domain, keyFile, algo)
-	cmd.Stdin = strings.NewReader(msg)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("dkimpy: %v: %s", err, stderr.String())
-	}
-	if !strings.HasPrefix(string(out), "DKIM-Signature:") {
-		t.Fatalf("dkimpy output does not start with a signature: %.100q", out)
-	}
-	return string(out)
-}
-
 // dkimEnv is a DNS server with the test keys published and a checker.
 type dkimEnv struct {
 	srv     *dnstest.Server
@@ -237,7 +175,9 @@ func TestDKIM(t *testing.T) {
 	for _, s := range []struct {
 		name string
 		sign signer
-	}{{"go-msgauth", goSigner}, {"dkimpy", dkimpySignMsg}} {
+	}{{"go-msgauth", goSigner}, {"dkimpy", func(t *testing.T, msg, domain, selector string, key crypto.Signer) string {
+		return dkimpytest.Sign(t, msg, domain, selector, key)
+	}}} {
 		for _, k := range []struct {
 			name     string
 			selector string

@@ -1,67 +1,21 @@
 package smtp_test
 
 import (
-	"bytes"
-	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/emersion/go-sasl"
 	gosmtp "github.com/emersion/go-smtp"
 
+	"github.com/postyard-mail/postyard/internal/dkimpytest"
 	"github.com/postyard-mail/postyard/internal/dnstest"
 	"github.com/postyard-mail/postyard/internal/testenv"
 )
-
-// debianPython is the interpreter that sees Debian's python3-dkim (pyenv's
-// python3 on PATH does not).
-const debianPython = "/usr/bin/python3"
-
-// dkimpySign signs stdin with dkimpy: argv selector, domain, key file
-// (base64 ed25519 seed).
-const dkimpySignScript = `
-import sys, dkim
-sel, dom, keyfile = sys.argv[1:4]
-msg = sys.stdin.buffer.read()
-sig = dkim.sign(msg, sel.encode(), dom.encode(), open(keyfile, 'rb').read(),
-                include_headers=[b'from', b'to', b'subject', b'date', b'message-id'],
-                signature_algorithm=b'ed25519-sha256')
-sys.stdout.buffer.write(sig + msg)
-`
-
-// dkimpySign signs msg for domain with key through dkimpy, or skips the
-// test when Debian's python3-dkim is not installed.
-func dkimpySign(t *testing.T, msg, domain, selector string, key ed25519.PrivateKey) string {
-	t.Helper()
-	if err := exec.Command(debianPython, "-c", "import dkim, nacl").Run(); err != nil {
-		t.Skipf("%s with dkimpy and nacl (Debian python3-dkim, python3-nacl) not installed (CI installs them): %v", debianPython, err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "key")
-	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key.Seed())), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, debianPython, "-c", dkimpySignScript, selector, domain, keyFile)
-	cmd.Stdin = strings.NewReader(msg)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("dkimpy: %v: %s", err, stderr.String())
-	}
-	if !strings.HasPrefix(string(out), "DKIM-Signature:") {
-		t.Fatalf("dkimpy output does not start with a signature: %.100q", out)
-	}
-	return string(out)
-}
 
 // readMaildir returns the messages in dir/new, by file name.
 func readMaildir(t *testing.T, dir string) map[string]string {
@@ -123,7 +77,7 @@ _dmarc.example.test.    IN TXT "v=DMARC1; p=reject"
 
 	// Signed by dkimpy, SPF pass from 127.0.0.1, a forged result on top.
 	forged := "Authentication-Results: " + env.Hostname + "; dkim=pass header.d=reject.test; dmarc=pass header.from=reject.test\r\n"
-	signed := dkimpySign(t, msg("bob@pass.test", "signed", forged), "pass.test", "py", key)
+	signed := dkimpytest.Sign(t, msg("bob@pass.test", "signed", forged), "pass.test", "py", key)
 	if o := runGoSMTP(t, env.SMTP, transaction{from: "bob@pass.test", rcpt: "alice@example.test", data: signed}); o.dataCode != 250 {
 		t.Fatalf("signed message: %d %s %s, want 250", o.dataCode, o.dataEnh, o.dataText)
 	}
