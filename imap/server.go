@@ -68,9 +68,6 @@ const goImapIdleThreshold = 20 * time.Minute
 // session does not implement SessionAppendLimit (it does not: see Append).
 const goImapAppendLimit = 100 << 20
 
-// ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("imap: server closed")
-
 // Server is the IMAP service: Serve once per listener (plain or implicit
 // TLS), Shutdown once.
 type Server struct {
@@ -129,11 +126,15 @@ func New(opts Options) (*Server, error) {
 // Panics returns how many session panics were recovered (tests fail on any).
 func (s *Server) Panics() int64 { return s.panics.Load() }
 
-// Serve accepts connections on l until l is closed or Shutdown is called.
+// Serve accepts connections on l until l is closed or Shutdown is called,
+// and then returns nil (also when Shutdown came before Serve).
 // A connection that is a *tls.Conn counts as encrypted (implicit TLS).
 func (s *Server) Serve(l net.Listener) error {
 	if !s.sessions.AddListener(l) {
-		return ErrServerClosed
+		// Shutdown came first: l is closed as Shutdown would have closed it,
+		// and Serve returns as it does for a listener closed later.
+		_ = l.Close()
+		return nil
 	}
 	defer s.sessions.RemoveListener(l)
 	// Every accept failure but a closed listener (EMFILE, ECONNABORTED) is
