@@ -3,16 +3,10 @@ package imap_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,6 +19,7 @@ import (
 
 	"github.com/postyard-mail/postyard/accounts"
 	"github.com/postyard-mail/postyard/imap"
+	"github.com/postyard-mail/postyard/internal/testcert"
 	"github.com/postyard-mail/postyard/maildir"
 )
 
@@ -172,38 +167,12 @@ func (remoteConn) RemoteAddr() net.Addr {
 	return &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 40000}
 }
 
-// testCerts makes a self-signed certificate for 127.0.0.1 and a client
-// config that trusts it.
+// testCerts makes a self-signed certificate for mail.example.test and
+// 127.0.0.1 and a client config that trusts it.
 func testCerts(t testing.TB) (server, client *tls.Config) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "mail.example.test"},
-		DNSNames:              []string{"mail.example.test"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}}}
-	client = &tls.Config{RootCAs: pool, ServerName: "mail.example.test"}
-	return server, client
+	c := testcert.New(t, "mail.example.test", "127.0.0.1")
+	return c.Server, c.Client
 }
 
 // mailbox opens a mailbox of a user directly in the store.
