@@ -144,7 +144,6 @@ func (c *conn) isBusy() bool {
 // the connection (Shutdown). go-smtp's read then fails and its loop ends.
 func (c *conn) goodbye() {
 	c.goodbyeOnce.Do(func() {
-		c.abortReads.Store(true)
 		c.mu.Lock()
 		top, sessions, implicitTLS := c.top, c.sessions, c.implicitTLS
 		c.mu.Unlock()
@@ -160,6 +159,10 @@ func (c *conn) goodbye() {
 			_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 			_, _ = fmt.Fprintf(top, "421 4.3.2 %s Service shutting down, try again later\r\n", c.srv.hostname)
 		}
+		// Reads stop only after the 421 is out: a TLS connection reading a
+		// record (go-smtp's loop) would otherwise see the aborted read, close
+		// the connection and leave the client without its reply.
+		c.abortReads.Store(true)
 		_ = c.Close()
 	})
 }
