@@ -97,7 +97,7 @@ deletions within two seconds.`,
 		Use:   "retry ID|--all",
 		Short: "Try a queued message (or every one) again now",
 		Args: func(cmd *cobra.Command, args []string) error {
-			if all != (len(args) == 0) && !(all && len(args) == 0) {
+			if all == (len(args) > 0) { // exactly one of them
 				return usageErrorf("queue retry: takes an ID or --all")
 			}
 			if len(args) > 1 {
