@@ -1,11 +1,9 @@
 package relay_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +13,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/postyard-mail/postyard/internal/dkimpytest"
 	"github.com/postyard-mail/postyard/internal/dnstest"
 	"github.com/postyard-mail/postyard/internal/testenv"
 )
@@ -223,7 +222,7 @@ func TestE2ESubmissionAndRelay(t *testing.T) {
 				t.Errorf("relayed copy lacks %q:\n%s", want, got.data)
 			}
 		}
-		verifyDKIMPy(t, e.dns.Addr, got.data, 2)
+		dkimpytest.Verify(t, e.dns.Addr, got.data, 2)
 		if q := e.queueLen(t); q != 0 {
 			t.Errorf("%d entries still queued", q)
 		}
@@ -324,47 +323,6 @@ func (e *e2e) queueLen(t *testing.T) int {
 	var n int
 	fmt.Sscanf(stderr, "%d message", &n)
 	return n
-}
-
-// verifyDKIMPy checks every DKIM signature of msg with dkimpy (Debian's
-// python3-dkim), which asks the test DNS server for the keys.
-func verifyDKIMPy(t *testing.T, dnsAddr, msg string, want int) {
-	t.Helper()
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import dkim, dns.resolver").Run(); err != nil {
-		t.Skipf("dkimpy not available (%s -c 'import dkim'): %v; CI installs python3-dkim", py, err)
-	}
-	host, port, _ := strings.Cut(dnsAddr, ":")
-	script := `
-import sys, dkim, dns.resolver
-r = dns.resolver.Resolver(configure=False)
-r.nameservers = [sys.argv[1]]
-r.port = int(sys.argv[2])
-def dnsfunc(name, timeout=5):
-    if isinstance(name, bytes):
-        name = name.decode()
-    ans = r.resolve(name, "TXT", lifetime=timeout)
-    return b"".join(b"".join(rr.strings) for rr in ans)
-msg = sys.stdin.buffer.read()
-head = msg.split(b"\r\n\r\n", 1)[0]
-n = sum(1 for l in head.split(b"\r\n") if l.lower().startswith(b"dkim-signature:"))
-d = dkim.DKIM(msg)
-for i in range(n):
-    if not d.verify(idx=i, dnsfunc=dnsfunc):
-        print("signature", i, "fails")
-        sys.exit(1)
-print(n)
-`
-	cmd := exec.Command(py, "-c", script, host, port)
-	cmd.Stdin = strings.NewReader(msg)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("dkimpy: %v\n%s%s\nmessage:\n%s", err, out.String(), errOut.String(), msg)
-	}
-	if got := strings.TrimSpace(out.String()); got != strconv.Itoa(want) {
-		t.Fatalf("dkimpy verified %s signatures, want %d", got, want)
-	}
 }
 
 // TestE2EKillDuringRelay: messages accepted by submission survive a SIGKILL

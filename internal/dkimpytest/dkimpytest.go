@@ -1,7 +1,7 @@
-// Package dkimpytest signs test messages with dkimpy (Debian's
-// python3-dkim), an implementation independent of ours, so that the DKIM
-// verifiers of mailauth and the inbound checks of smtp are tested against
-// signatures they did not make themselves.
+// Package dkimpytest signs and verifies test messages with dkimpy (Debian's
+// python3-dkim), an implementation independent of ours, so that our DKIM
+// verifier (mailauth, smtp) meets signatures it did not make, and our signer
+// (delivery/dkimsign, the relay) meets a verifier it did not write.
 package dkimpytest
 
 import (
@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -88,4 +89,49 @@ func Sign(t testing.TB, msg, domain, selector string, key crypto.Signer) string 
 		t.Fatalf("dkimpy output does not start with a signature: %.100q", out)
 	}
 	return string(out)
+}
+
+// verifyScript verifies every DKIM-Signature of stdin, asking the DNS
+// server at argv host, port for the keys; it prints how many passed.
+const verifyScript = `
+import sys, dkim, dns.resolver
+r = dns.resolver.Resolver(configure=False)
+r.nameservers = [sys.argv[1]]
+r.port = int(sys.argv[2])
+def dnsfunc(name, timeout=5):
+    if isinstance(name, bytes):
+        name = name.decode()
+    ans = r.resolve(name, "TXT", lifetime=timeout)
+    return b"".join(b"".join(rr.strings) for rr in ans)
+msg = sys.stdin.buffer.read()
+head = msg.split(b"\r\n\r\n", 1)[0]
+n = sum(1 for l in head.split(b"\r\n") if l.lower().startswith(b"dkim-signature:"))
+d = dkim.DKIM(msg)
+for i in range(n):
+    if not d.verify(idx=i, dnsfunc=dnsfunc):
+        print("signature", i, "fails")
+        sys.exit(1)
+print(n)
+`
+
+// Verify checks every DKIM signature of msg with dkimpy, which fetches the
+// keys from the DNS server at dnsAddr ("127.0.0.1:PORT", e.g. an
+// internal/dnstest server), and fails the test unless all want of them
+// verify. It skips the test when python3-dkim is not installed.
+func Verify(t testing.TB, dnsAddr, msg string, want int) {
+	t.Helper()
+	py := Python(t, "import dkim, dns.resolver")
+	host, port, _ := strings.Cut(dnsAddr, ":")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, "-c", verifyScript, host, port)
+	cmd.Stdin = strings.NewReader(msg)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("dkimpy: %v\n%s%s\nmessage:\n%s", err, out.String(), errOut.String(), msg)
+	}
+	if got := strings.TrimSpace(out.String()); got != strconv.Itoa(want) {
+		t.Fatalf("dkimpy verified %s signatures, want %d", got, want)
+	}
 }
